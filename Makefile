@@ -1,0 +1,34 @@
+# The project's own commands. Each target creates .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint fmt clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python examples/run_demo.py
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/processor bench all --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check log processor tests bench examples
+	$(BIN)/ruff format --check log processor tests bench examples
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format log processor tests bench examples
+	$(BIN)/ruff check --fix log processor tests bench examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""Retry policy (SPEC §5): the policy value, parsing from config/discovery maps, and the backoff delay.
+
+Pure: `next_delay_ms` derives its jitter from a blake2b hash of (invocation id, attempt), never from
+`random` or Python's per-process `hash()`, so replaying a log computes the same retry times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+OnMaxAttempts = Literal["pause", "kill"]
+
+JITTER_MAX_FRACTION = 0.30
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    initial_interval_ms: int = 500
+    exponentiation_factor: float = 2.0
+    max_interval_ms: int = 60_000
+    max_attempts: int | None = 70  # None = unlimited; counts attempts including the first
+    on_max_attempts: OnMaxAttempts = "pause"
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.initial_interval_ms,
+            self.exponentiation_factor,
+            self.max_interval_ms,
+            self.max_attempts,
+            self.on_max_attempts,
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> RetryPolicy:
+        initial, factor, max_interval, max_attempts, on_max = raw
+        if on_max not in ("pause", "kill"):
+            raise ValueError(f"on-max-attempts must be 'pause' or 'kill', got {on_max!r}")
+        return cls(int(initial), float(factor), int(max_interval), max_attempts, on_max)
+
+
+def next_delay_ms(policy: RetryPolicy, retry_count: int, invocation_id: str, attempt: int) -> int:
+    """Delay before retry number `retry_count` (1-based): min(initial × factor^(k-1), max) + jitter.
+
+    The jitter is in [0, 30 %] of the base delay, derived from a stable hash.
+    """
+    k = max(1, retry_count)
+    base = policy.initial_interval_ms * (policy.exponentiation_factor ** (k - 1))
+    base_ms = int(min(base, float(policy.max_interval_ms)))
+    digest = hashlib.blake2b(f"{invocation_id}:{attempt}".encode(), digest_size=8).digest()
+    fraction = int.from_bytes(digest, "big") / float(1 << 64)
+    return base_ms + int(base_ms * JITTER_MAX_FRACTION * fraction)
+
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str | int | float) -> int:
+    """Parse "500ms", "60s", "5m", "24h", "1d" (or a bare number of ms) into milliseconds."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError(f"duration must not be negative: {text!r}")
+        return int(text)
+    raw = text.strip().lower()
+    if raw.isdigit():
+        return int(raw)
+    for unit in ("ms", "s", "m", "h", "d"):
+        if raw.endswith(unit):
+            number = raw[: -len(unit)].strip()
+            try:
+                value = float(number)
+            except ValueError:
+                break
+            if value < 0:
+                break
+            return int(value * _UNITS_MS[unit])
+    raise ValueError(f"not a duration: {text!r} (expected e.g. '500ms', '60s', '5m', '24h')")
+
+
+_KEYS = {"initial-interval", "exponentiation-factor", "max-interval", "max-attempts", "on-max-attempts"}
+
+
+def policy_from_mapping(raw: Mapping[str, Any], base: RetryPolicy | None = None) -> RetryPolicy:
+    """Overlay a config/discovery map (kebab-case keys, SPEC §5) on `base`. Raises ValueError naming
+    the key on an unknown key or a bad value."""
+    policy = base or RetryPolicy()
+    for key in raw:
+        if key not in _KEYS:
+            raise ValueError(f"unknown retry policy key {key!r}; accepted: {', '.join(sorted(_KEYS))}")
+    initial = policy.initial_interval_ms
+    factor = policy.exponentiation_factor
+    max_interval = policy.max_interval_ms
+    max_attempts = policy.max_attempts
+    on_max: OnMaxAttempts = policy.on_max_attempts
+    try:
+        if "initial-interval" in raw:
+            initial = parse_duration_ms(raw["initial-interval"])
+        if "max-interval" in raw:
+            max_interval = parse_duration_ms(raw["max-interval"])
+    except ValueError as exc:
+        raise ValueError(f"retry policy: {exc}") from None
+    if "exponentiation-factor" in raw:
+        value = raw["exponentiation-factor"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1.0:
+            raise ValueError(f"retry policy key 'exponentiation-factor' must be a number >= 1, got {value!r}")
+        factor = float(value)
+    if "max-attempts" in raw:
+        value = raw["max-attempts"]
+        if value == "unlimited":
+            max_attempts = None
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            max_attempts = value
+        else:
+            raise ValueError(
+                f"retry policy key 'max-attempts' must be an integer >= 1 or \"unlimited\", got {value!r}"
+            )
+    if "on-max-attempts" in raw:
+        value = raw["on-max-attempts"]
+        if value not in ("pause", "kill"):
+            raise ValueError(f"retry policy key 'on-max-attempts' must be 'pause' or 'kill', got {value!r}")
+        on_max = value
+    return RetryPolicy(initial, factor, max_interval, max_attempts, on_max)
