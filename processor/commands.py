@@ -82,7 +82,7 @@ class TimerFired:
     timer: TimerKey
 
 
-# --- attempt effects: reported by the invoker, each tagged with the attempt number -----------------
+# --- attempt effects: reported by the invoker, each tagged with the attempt number ---
 
 
 @dataclass(frozen=True, slots=True)

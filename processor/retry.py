@@ -1,4 +1,4 @@
-"""Retry policy (SPEC §5): the policy value, parsing from config/discovery maps, and the backoff delay.
+"""Retry policy (SPEC §5): the policy, parsing from config/discovery maps, and the backoff delay.
 
 Pure: `next_delay_ms` derives its jitter from a blake2b hash of (invocation id, attempt), never from
 `random` or Python's per-process `hash()`, so replaying a log computes the same retry times.
@@ -81,7 +81,13 @@ def parse_duration_ms(text: str | int | float) -> int:
     raise ValueError(f"not a duration: {text!r} (expected e.g. '500ms', '60s', '5m', '24h')")
 
 
-_KEYS = {"initial-interval", "exponentiation-factor", "max-interval", "max-attempts", "on-max-attempts"}
+_KEYS = {
+    "initial-interval",
+    "exponentiation-factor",
+    "max-interval",
+    "max-attempts",
+    "on-max-attempts",
+}
 
 
 def policy_from_mapping(raw: Mapping[str, Any], base: RetryPolicy | None = None) -> RetryPolicy:
@@ -90,7 +96,9 @@ def policy_from_mapping(raw: Mapping[str, Any], base: RetryPolicy | None = None)
     policy = base or RetryPolicy()
     for key in raw:
         if key not in _KEYS:
-            raise ValueError(f"unknown retry policy key {key!r}; accepted: {', '.join(sorted(_KEYS))}")
+            raise ValueError(
+                f"unknown retry policy key {key!r}; accepted: {', '.join(sorted(_KEYS))}"
+            )
     initial = policy.initial_interval_ms
     factor = policy.exponentiation_factor
     max_interval = policy.max_interval_ms
@@ -106,7 +114,9 @@ def policy_from_mapping(raw: Mapping[str, Any], base: RetryPolicy | None = None)
     if "exponentiation-factor" in raw:
         value = raw["exponentiation-factor"]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 1.0:
-            raise ValueError(f"retry policy key 'exponentiation-factor' must be a number >= 1, got {value!r}")
+            raise ValueError(
+                f"retry policy key 'exponentiation-factor' must be a number >= 1, got {value!r}"
+            )
         factor = float(value)
     if "max-attempts" in raw:
         value = raw["max-attempts"]
@@ -116,11 +126,14 @@ def policy_from_mapping(raw: Mapping[str, Any], base: RetryPolicy | None = None)
             max_attempts = value
         else:
             raise ValueError(
-                f"retry policy key 'max-attempts' must be an integer >= 1 or \"unlimited\", got {value!r}"
+                "retry policy key 'max-attempts' must be an integer >= 1 or \"unlimited\", "
+                f"got {value!r}"
             )
     if "on-max-attempts" in raw:
         value = raw["on-max-attempts"]
         if value not in ("pause", "kill"):
-            raise ValueError(f"retry policy key 'on-max-attempts' must be 'pause' or 'kill', got {value!r}")
+            raise ValueError(
+                f"retry policy key 'on-max-attempts' must be 'pause' or 'kill', got {value!r}"
+            )
         on_max = value
     return RetryPolicy(initial, factor, max_interval, max_attempts, on_max)

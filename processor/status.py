@@ -1,8 +1,8 @@
 """Invocation statuses and the in-memory view of one invocation.
 
-`InvocationView` is what the state machine reads and returns: every stored field of SPEC §2 except the
-journal itself (which stays on disk). The state machine never mutates a view; it returns a new one
-(`dataclasses.replace`). All times are integer milliseconds taken from log record timestamps.
+`InvocationView` is what the state machine reads and returns: every stored field of SPEC §2 except
+the journal itself (which stays on disk). The state machine never mutates a view; it returns a new
+one (`dataclasses.replace`). All times are integer milliseconds taken from log record timestamps.
 """
 
 from __future__ import annotations
@@ -71,4 +71,6 @@ class InvocationView:
     last_failure: Failure | None = None
     result: Result | None = None
     event_count: int = 0
-    transient_streak: int = 0  # identical consecutive transient errors collapsed into the last event
+    transient_streak: int = (
+        0  # identical consecutive transient errors collapsed into the last event
+    )
