@@ -1,0 +1,151 @@
+"""The deployment's HTTP server (aiohttp): `GET /discover` and `POST /invoke/{service}/{handler}`.
+
+An invoke answer is a stream of msgpack maps: each new journal entry is written as soon as the
+handler produces it, before the handler takes its next step, then exactly one final object. A
+client that closes the connection ends the attempt: the handler task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from aiohttp import web
+
+from processor.sdk.attempt import BadRequest, parse_request, run_attempt
+from processor.sdk.errors import AttemptEnd
+from processor.sdk.service import Service, discovery_document, index_services
+
+MSGPACK = "application/x-msgpack"
+SERVICES_KEY = web.AppKey("sdk_services", dict[str, Service])
+# How often an in-flight attempt checks that its client is still connected, for servers that run
+# without aiohttp's handler cancellation.
+_DISCONNECT_POLL_S = 0.2
+
+
+class ConnectionClosed(AttemptEnd):
+    """The invoker closed the connection: the attempt is over."""
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+async def _discover(request: web.Request) -> web.Response:
+    doc = discovery_document(request.app[SERVICES_KEY].values())
+    if "application/json" in request.headers.get("Accept", ""):
+        return web.json_response(doc)
+    return web.Response(body=_pack(doc), content_type=MSGPACK)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _invoke(request: web.Request) -> web.StreamResponse:
+    service_name = request.match_info["service"]
+    handler_name = request.match_info["handler"]
+    service = request.app[SERVICES_KEY].get(service_name)
+    if service is None:
+        return web.json_response({"message": f"unknown service {service_name!r}"}, status=404)
+    handler = service.handlers.get(handler_name)
+    if handler is None:
+        message = f"service {service_name!r} has no handler {handler_name!r}"
+        return web.json_response({"message": message}, status=404)
+    try:
+        attempt = parse_request(await request.read())
+    except BadRequest as exc:
+        return web.json_response({"message": str(exc)}, status=400)
+
+    response = web.StreamResponse(status=200, headers={"Content-Type": MSGPACK})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+
+    async def emit(index: int, entry: dict[str, Any]) -> None:
+        try:
+            await response.write(_pack({"t": "entry", "index": index, "entry": entry}))
+        except (ConnectionError, RuntimeError) as exc:
+            raise ConnectionClosed(str(exc)) from None
+
+    task = asyncio.create_task(run_attempt(handler, attempt, emit))
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+            if not task.done() and _client_gone(request):
+                return response
+        try:
+            final = task.result()
+        except ConnectionClosed:
+            return response
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await response.write(_pack(final))
+            await response.write_eof()
+        return response
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await task
+
+
+def make_app(services: Iterable[Service]) -> web.Application:
+    """The deployment as an aiohttp application (for tests or embedding in another server)."""
+    app = web.Application()
+    app[SERVICES_KEY] = index_services(services)
+    app.router.add_get("/discover", _discover)
+    app.router.add_post("/invoke/{service}/{handler}", _invoke)
+    return app
+
+
+@dataclass
+class RunningServer:
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def run_server(
+    services: Iterable[Service], host: str = "127.0.0.1", port: int = 0
+) -> RunningServer:
+    """Start serving in the running event loop; `port=0` picks a free port (see `.port`)."""
+    runner = web.AppRunner(make_app(services), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = int(runner.addresses[0][1]) if runner.addresses else port
+    return RunningServer(runner, host, bound)
+
+
+async def _serve_forever(services: list[Service], host: str, port: int) -> None:
+    server = await run_server(services, host, port)
+    print(f"listening on {server.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+
+
+def serve(services: Iterable[Service], host: str = "127.0.0.1", port: int = 9080) -> None:
+    """Serve until SIGINT/SIGTERM; prints `listening on http://host:port` once ready."""
+    asyncio.run(_serve_forever(list(services), host, port))
+
+
+__all__ = ["RunningServer", "make_app", "run_server", "serve"]
