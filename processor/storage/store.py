@@ -1,0 +1,309 @@
+"""The partition's state store: batch load of views, batch write of a folded batch, read queries.
+
+Every method is one hop to the partition's DB thread (`DbThread`): the runner's batch write is a
+single function that runs BEGIN, a handful of `executemany` calls, the new `applied_lsn`, and
+COMMIT there, so there is no SQLite round-trip per command. Reads for the APIs run on the same
+thread and therefore always see a committed batch, never half of one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from processor.commands import TimerKey, TimerKind
+from processor.state_machine.types import Event
+from processor.status import InvocationView
+from processor.storage.batch import BatchWrites
+from processor.storage.db_thread import DbThread
+from processor.storage.digest import digest_conn
+from processor.storage.schema import configure, migrate
+from processor.storage.view_codec import decode_view, encode_view
+
+JournalRow = tuple[int, dict[str, Any], int]  # (index, entry, appended_at)
+_LOAD_CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
+_TIMER_KINDS = {k.value: k for k in TimerKind}
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def _unpack(blob: bytes) -> Any:
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRow:
+    applied_lsn: int
+    leader_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerRow:
+    invocation_id: str
+    timer: TimerKey
+    fire_at: int
+
+
+def _invocation_row(v: InvocationView) -> tuple[Any, ...]:
+    return (
+        v.id,
+        v.service,
+        v.handler,
+        v.status.value,
+        v.created_at,
+        v.modified_at,
+        v.pinned_deployment,
+        v.completed_at,
+        v.idempotency_key,
+        encode_view(v),
+    )
+
+
+_UPSERT_INVOCATION = (
+    "INSERT INTO invocations (id, service, handler, status, created_at, modified_at, "
+    "pinned_deployment, completed_at, idempotency_key, view) VALUES (?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (id) DO UPDATE SET status=excluded.status, modified_at=excluded.modified_at, "
+    "pinned_deployment=excluded.pinned_deployment, completed_at=excluded.completed_at, "
+    "service=excluded.service, handler=excluded.handler, created_at=excluded.created_at, "
+    "idempotency_key=excluded.idempotency_key, view=excluded.view"
+)
+
+
+def write_batch_sync(
+    conn: sqlite3.Connection, w: BatchWrites, before_commit: Callable[[], None] | None = None
+) -> None:
+    """Write one folded batch and its applied LSN in one transaction (runs in the DB thread)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if w.purged:
+            ids = [(i,) for i in w.purged]
+            for table in ("journal", "events", "timers"):
+                conn.executemany(f"DELETE FROM {table} WHERE invocation_id=?", ids)
+            conn.executemany("DELETE FROM invocations WHERE id=?", ids)
+        if w.cleared_timers:
+            conn.executemany(
+                "DELETE FROM timers WHERE invocation_id=?", [(i,) for i in w.cleared_timers]
+            )
+        if w.timers:
+            deletes: list[tuple[str, str, int]] = []
+            sets: list[tuple[str, str, int, int]] = []
+            for inv, timers in w.timers.items():
+                for (kind, key), fire_at in timers.items():
+                    if fire_at is None:
+                        deletes.append((inv, kind, key))
+                    else:
+                        sets.append((inv, kind, key, fire_at))
+            if deletes:
+                conn.executemany(
+                    "DELETE FROM timers WHERE invocation_id=? AND kind=? AND key=?", deletes
+                )
+            if sets:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO timers (invocation_id, kind, key, fire_at) "
+                    "VALUES (?,?,?,?)",
+                    sets,
+                )
+        rows = [_invocation_row(v) for v in w.views.values() if v is not None]
+        if rows:
+            conn.executemany(_UPSERT_INVOCATION, rows)
+        if w.journal:
+            conn.executemany(
+                "INSERT INTO journal (invocation_id, idx, entry, appended_at) VALUES (?,?,?,?)",
+                [
+                    (inv, idx, _packb(entry), at)
+                    for inv, entries in w.journal.items()
+                    for idx, entry, at in entries
+                ],
+            )
+        if w.events:
+            conn.executemany(
+                "INSERT OR REPLACE INTO events (invocation_id, seq, kind, at, data) "
+                "VALUES (?,?,?,?,?)",
+                [
+                    (inv, seq, kind, at, _packb(data))
+                    for inv, evs in w.events.items()
+                    for seq, (kind, at, data) in evs.items()
+                ],
+            )
+        if w.leader_epoch is None:
+            conn.execute("UPDATE partition SET applied_lsn=? WHERE id=0", (w.applied_lsn,))
+        else:
+            conn.execute(
+                "UPDATE partition SET applied_lsn=?, leader_epoch=? WHERE id=0",
+                (w.applied_lsn, w.leader_epoch),
+            )
+        if before_commit is not None:
+            before_commit()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _load_views(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, InvocationView]:
+    out: dict[str, InvocationView] = {}
+    for start in range(0, len(ids), _LOAD_CHUNK):
+        chunk = ids[start : start + _LOAD_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for (blob,) in conn.execute(f"SELECT view FROM invocations WHERE id IN ({marks})", chunk):
+            v = decode_view(blob)
+            out[v.id] = v
+    return out
+
+
+def _read_partition(conn: sqlite3.Connection) -> PartitionRow:
+    row = conn.execute("SELECT applied_lsn, leader_epoch FROM partition WHERE id=0").fetchone()
+    return PartitionRow(int(row[0]), int(row[1]))
+
+
+class Store:
+    """A partition's state store. Open with `await Store.open(path)`; close with `close()`."""
+
+    def __init__(self, path: str, db: DbThread) -> None:
+        self.path = path
+        self._db = db
+        # Called inside the batch transaction right before COMMIT (tests use it to crash there).
+        self.before_commit: Callable[[], None] | None = None
+
+    @classmethod
+    async def open(cls, path: str | Path, *, thread_name: str = "sqlite") -> Store:
+        path = str(path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = DbThread(thread_name)
+
+        def setup(conn: sqlite3.Connection) -> None:
+            configure(conn)
+            migrate(conn, path)
+
+        try:
+            db.open_sync(path)
+            await db.run(setup)
+        except BaseException:
+            db.close()
+            raise
+        return cls(path, db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the runner's side ---------------------------------------------------------------------
+
+    async def partition(self) -> PartitionRow:
+        return await self._db.run(_read_partition)
+
+    async def load_views(self, ids: Sequence[str]) -> dict[str, InvocationView]:
+        """The stored views of `ids` (absent ids are simply missing), in one hop."""
+        return await self._db.run(lambda conn: _load_views(conn, ids))
+
+    async def write_batch(self, writes: BatchWrites) -> None:
+        hook = self.before_commit
+        await self._db.run(lambda conn: write_batch_sync(conn, writes, hook))
+
+    async def digest(self) -> str:
+        return await self._db.run(digest_conn)
+
+    # --- read queries for the APIs and the leader ----------------------------------------------
+
+    async def get_view(self, invocation_id: str) -> InvocationView | None:
+        views = await self.load_views([invocation_id])
+        return views.get(invocation_id)
+
+    async def get_journal(self, invocation_id: str) -> list[JournalRow]:
+        def q(conn: sqlite3.Connection) -> list[JournalRow]:
+            cur = conn.execute(
+                "SELECT idx, entry, appended_at FROM journal WHERE invocation_id=? ORDER BY idx",
+                (invocation_id,),
+            )
+            return [(idx, _unpack(entry), at) for idx, entry, at in cur]
+
+        return await self._db.run(q)
+
+    async def get_events(self, invocation_id: str) -> list[Event]:
+        def q(conn: sqlite3.Connection) -> list[Event]:
+            cur = conn.execute(
+                "SELECT seq, kind, at, data FROM events WHERE invocation_id=? ORDER BY seq",
+                (invocation_id,),
+            )
+            return [Event(seq, kind, at, _unpack(data)) for seq, kind, at, data in cur]
+
+        return await self._db.run(q)
+
+    async def list_invocations(
+        self,
+        *,
+        service: str | None = None,
+        handler: str | None = None,
+        statuses: Sequence[str] | None = None,
+        deployment: str | None = None,
+        limit: int = 100,
+    ) -> list[InvocationView]:
+        """Invocations matching every given filter, newest first (created_at, then id)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if service is not None:
+            where.append("service=?")
+            args.append(service)
+        if handler is not None:
+            where.append("handler=?")
+            args.append(handler)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if deployment is not None:
+            where.append("pinned_deployment=?")
+            args.append(deployment)
+        sql = "SELECT view FROM invocations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+
+        def q(conn: sqlite3.Connection) -> list[InvocationView]:
+            return [decode_view(blob) for (blob,) in conn.execute(sql, args)]
+
+        return await self._db.run(q)
+
+    async def count_by_status(self) -> dict[str, int]:
+        def q(conn: sqlite3.Connection) -> dict[str, int]:
+            cur = conn.execute("SELECT status, COUNT(*) FROM invocations GROUP BY status")
+            return {status: int(n) for status, n in cur}
+
+        return await self._db.run(q)
+
+    async def all_timers(self) -> list[TimerRow]:
+        """Every stored timer, earliest first (the leader loads them when it takes over)."""
+
+        def q(conn: sqlite3.Connection) -> list[TimerRow]:
+            cur = conn.execute(
+                "SELECT invocation_id, kind, key, fire_at FROM timers "
+                "ORDER BY fire_at, invocation_id, kind, key"
+            )
+            return [
+                TimerRow(inv, TimerKey(_TIMER_KINDS[kind], key), at) for inv, kind, key, at in cur
+            ]
+
+        return await self._db.run(q)
+
+    async def running_invocations(self) -> list[InvocationView]:
+        """Every `running` invocation (a new leader starts an attempt for each)."""
+        return await self._views_where("status=?", ("running",))
+
+    async def _views_where(self, cond: str, args: Iterable[Any]) -> list[InvocationView]:
+        sql = f"SELECT view FROM invocations WHERE {cond} ORDER BY id"
+        params = tuple(args)
+
+        def q(conn: sqlite3.Connection) -> list[InvocationView]:
+            return [decode_view(blob) for (blob,) in conn.execute(sql, params)]
+
+        return await self._db.run(q)
