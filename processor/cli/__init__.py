@@ -6,6 +6,8 @@ import click
 
 from processor.cli.bench_cmd import bench
 from processor.cli.config_cmd import config
+from processor.cli.deployments_cmd import deployments
+from processor.cli.invocations_cmd import invocations
 from processor.cli.log_cmd import log
 from processor.cli.replay_cmd import replay
 
@@ -20,3 +22,5 @@ main.add_command(log)
 main.add_command(replay)
 main.add_command(config)
 main.add_command(bench)
+main.add_command(invocations)
+main.add_command(deployments)
