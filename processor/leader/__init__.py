@@ -1,0 +1,1 @@
+"""The leader of a partition: executes actions after commit (attempts, timers, replies)."""
