@@ -1,0 +1,271 @@
+"""The apply loop: log batch → load views → apply (pure) → one transaction → commit → actions.
+
+The runner reads up to `batch_size` records after `applied_lsn`, decodes them, loads the views the
+batch needs in one query (hot invocations come from a bounded LRU cache of live views), applies
+every command in memory in log order (later commands of the batch see earlier ones), folds the
+transitions into net writes and writes them together with the batch's last LSN in ONE transaction.
+Only after COMMIT are the batch's actions handed to the sink, in log order, so no side effect ever
+runs for a state that could be lost. Followers and replay pass no sink (actions are dropped).
+
+A record that cannot be decoded or applied stops the runner with an error naming its LSN; the
+records before it in the batch are committed first, and the record is never skipped. Any failure of
+the batch write is fatal too: the in-memory cache may then be ahead of the store, so the runner
+must be rebuilt (which is what a restart does: it resumes at `applied_lsn + 1`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import anyio
+
+from processor.actions import Action
+from processor.codec import CodecError, decode
+from processor.commands import AnnounceLeader, Command
+from processor.state_machine import apply
+from processor.state_machine.types import ApplyContext, Transition
+from processor.status import InvocationView, Status
+from processor.storage.batch import BatchWrites
+from processor.storage.store import Store
+
+
+class LogRecord(Protocol):
+    @property
+    def lsn(self) -> int: ...
+    @property
+    def timestamp_ms(self) -> int: ...
+    @property
+    def payload(self) -> bytes: ...
+
+
+class LogReader(Protocol):
+    """The part of `log.Log` the runner uses."""
+
+    async def read_batch(self, from_lsn: int, max_records: int) -> Sequence[LogRecord]: ...
+    def tail(self) -> int: ...
+    async def wait_beyond(self, lsn: int) -> int: ...
+
+
+class ActionSink(Protocol):
+    async def __call__(self, actions: list[Action]) -> None: ...
+
+
+# (record, command, view before, transition) for every applied command; used by `replay --trace`.
+CommandHook = Callable[[LogRecord, Command, InvocationView | None, Transition], None]
+BatchHook = Callable[[int, float], None]  # (records in the batch, seconds from read to commit)
+
+
+class RunnerError(RuntimeError):
+    """The partition cannot continue (undecodable record, log behind the store, failed write)."""
+
+
+class ViewCache:
+    """A bounded LRU of live (not completed) views, so hot invocations skip SQLite."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._views: OrderedDict[str, InvocationView] = OrderedDict()
+
+    def get(self, invocation_id: str) -> InvocationView | None:
+        return self._views.get(invocation_id)
+
+    def __contains__(self, invocation_id: str) -> bool:
+        return invocation_id in self._views
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def update(self, views: dict[str, InvocationView | None]) -> None:
+        cache = self._views
+        for inv, view in views.items():
+            if view is None or view.status is Status.COMPLETED:
+                cache.pop(inv, None)
+            else:
+                cache[inv] = view
+                cache.move_to_end(inv)
+        while len(cache) > self.capacity:
+            cache.popitem(last=False)
+
+
+class Runner:
+    def __init__(
+        self,
+        log: LogReader,
+        store: Store,
+        *,
+        sink: ActionSink | None = None,
+        batch_size: int = 1000,
+        cache_size: int = 10_000,
+        until_lsn: int | None = None,
+        on_batch: BatchHook | None = None,
+        on_command: CommandHook | None = None,
+        log_name: str = "the log",
+    ) -> None:
+        self.log = log
+        self.store = store
+        self.sink = sink
+        self.batch_size = batch_size
+        self.until_lsn = until_lsn
+        self.on_batch = on_batch
+        self.on_command = on_command
+        self.log_name = log_name
+        self.cache = ViewCache(cache_size)
+        self.applied_lsn = 0
+        self.leader_epoch = 0
+        self.records_applied = 0
+        self._started = False
+        self._failure: BaseException | None = None
+        self._progress = anyio.Event()
+
+    async def start(self) -> None:
+        """Load `applied_lsn` from the store and check it against the log (idempotent)."""
+        if self._started:
+            return
+        row = await self.store.partition()
+        tail = self.log.tail()
+        if row.applied_lsn > tail:
+            raise RunnerError(
+                f"the state store {self.store.path} has applied up to LSN {row.applied_lsn}, but "
+                f"{self.log_name} ends at LSN {tail}: the log went backwards (restored from an "
+                "older copy or truncated?). Restore the log, or delete the state store to rebuild "
+                "it from the log."
+            )
+        self.applied_lsn = row.applied_lsn
+        self.leader_epoch = row.leader_epoch
+        self._started = True
+
+    # --- waiting ---------------------------------------------------------------------------------
+
+    async def wait_applied(self, lsn: int) -> None:
+        """Return once `applied_lsn >= lsn`; raise RunnerError if the runner stopped."""
+        while self.applied_lsn < lsn:
+            if self._failure is not None:
+                raise RunnerError(f"the partition's runner stopped: {self._failure}")
+            await self._progress.wait()
+
+    def _notify(self) -> None:
+        event, self._progress = self._progress, anyio.Event()
+        event.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        self._notify()
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def _limit(self) -> int:
+        limit = self.log.tail()
+        return limit if self.until_lsn is None else min(limit, self.until_lsn)
+
+    async def catch_up(self) -> int:
+        """Apply every record up to the log's current tail (or `until_lsn`); returns applied_lsn."""
+        await self.start()
+        while self.applied_lsn < self._limit():
+            await self.step()
+        return self.applied_lsn
+
+    async def run(self) -> None:
+        """Apply forever, sleeping on the log's tail notification between batches."""
+        await self.start()
+        while True:
+            await self.catch_up()
+            if self.until_lsn is not None and self.applied_lsn >= self.until_lsn:
+                return
+            await self.log.wait_beyond(self.applied_lsn)
+
+    async def step(self) -> int:
+        """Read, apply and commit one batch; returns the number of records applied."""
+        try:
+            return await self._step()
+        except BaseException as exc:
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                self._fail(exc)
+            raise
+
+    async def _step(self) -> int:
+        began = time.perf_counter()
+        max_records = self.batch_size
+        if self.until_lsn is not None:
+            max_records = min(max_records, self.until_lsn - self.applied_lsn)
+        if max_records <= 0:
+            return 0
+        records = list(await self.log.read_batch(self.applied_lsn + 1, max_records))
+        if not records:
+            return 0
+        commands: list[Command] = []
+        stop: BaseException | None = None
+        for rec in records:
+            try:
+                commands.append(decode(rec.payload, rec.lsn))
+            except CodecError as exc:
+                stop = RunnerError(f"partition stopped: {exc}")
+                break
+        records = records[: len(commands)]
+
+        views: dict[str, InvocationView | None] = {}
+        missing: list[str] = []
+        cache = self.cache
+        for cmd in commands:
+            if type(cmd) is not AnnounceLeader:
+                inv = cmd.invocation_id  # type: ignore[union-attr]
+                if inv not in views:
+                    view = cache.get(inv)
+                    views[inv] = view
+                    if view is None:
+                        missing.append(inv)
+        if missing:
+            views.update(await self.store.load_views(missing))
+
+        writes = BatchWrites()
+        actions: list[Action] = []
+        hook = self.on_command
+        applied = 0
+        for rec, cmd in zip(records, commands, strict=True):
+            inv = "" if type(cmd) is AnnounceLeader else cmd.invocation_id  # type: ignore[union-attr]
+            before = views.get(inv)
+            try:
+                t = apply(before, cmd, ApplyContext(rec.lsn, rec.timestamp_ms))
+            except Exception as exc:
+                stop = RunnerError(
+                    f"partition stopped: applying the record at LSN {rec.lsn} "
+                    f"({type(cmd).__name__}) failed: {exc!r}"
+                )
+                break
+            if inv:
+                if t.deleted:
+                    views[inv] = None
+                elif t.changed:
+                    views[inv] = t.view
+            writes.add(inv, t)
+            if t.actions:
+                actions.extend(t.actions)
+            if hook is not None:
+                hook(rec, cmd, before, t)
+            applied += 1
+
+        if applied:
+            writes.applied_lsn = records[applied - 1].lsn
+            # Shielded: once the write is handed to the DB thread it commits or fails there; a
+            # cancelled caller must not leave the cache and applied_lsn behind the store.
+            with anyio.CancelScope(shield=True):
+                await self.store.write_batch(writes)
+            cache.update(views)
+            self.applied_lsn = writes.applied_lsn
+            if writes.leader_epoch is not None:
+                self.leader_epoch = writes.leader_epoch
+            self.records_applied += applied
+            if self.on_batch is not None:
+                self.on_batch(applied, time.perf_counter() - began)
+            self._notify()
+            if self.sink is not None and actions:
+                await self.sink(actions)
+        if stop is not None:
+            raise stop
+        return applied
+
+
+async def drop_actions(actions: list[Action]) -> None:
+    """A sink for followers and replay: actions are not executed."""
