@@ -74,13 +74,14 @@ class Service:
     ) -> Callable[[F], F]:
         """Register an `async def fn(ctx[, input])` as a handler of this service."""
 
+        policy = _checked_policy(f"handler {self.name}/{name or '<function name>'}", retry_policy)
+
         def register(fn: F) -> F:
             handler_name = name or fn.__name__
             if "/" in handler_name:
                 raise ValueError(f"invalid handler name {handler_name!r}")
             if handler_name in self.handlers:
                 raise ValueError(f"service {self.name!r} already has a handler {handler_name!r}")
-            policy = _checked_policy(f"handler {self.name}/{handler_name}", retry_policy)
             self.handlers[handler_name] = Handler(
                 handler_name, fn, _takes_input(handler_name, fn), policy
             )
