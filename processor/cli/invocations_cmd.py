@@ -205,8 +205,8 @@ def _confirm(question: str) -> bool:
         answer = sys.stdin.readline()
     except (OSError, ValueError):
         answer = ""
-    if not answer:
-        click.echo("", err=True)  # EOF: no answer is a no
+    if not answer or not sys.stdin.isatty():
+        click.echo("", err=True)  # keep what follows off the prompt's line; EOF is a no
     return answer.strip().lower() in ("y", "yes")
 
 
@@ -270,7 +270,8 @@ def _verb_command(verb: Verb) -> Callable[..., None]:
         if truncated:
             click.echo(f"Selected the newest {limit}; raise --limit to select more.", err=True)
         on = f" on deployment {deployment}" if deployment not in (None, "keep") else ""
-        question = f"{verb.name.capitalize()} {len(rows)} invocations {what}{on}?"
+        noun = "invocation" if len(rows) == 1 else "invocations"
+        question = f"{verb.name.capitalize()} {len(rows)} {noun} {what}{on}?"
         if not yes and not _confirm(question):
             click.echo("Nothing was changed.", err=True)
             click.get_current_context().exit(1)

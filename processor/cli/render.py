@@ -21,7 +21,7 @@ from rich.text import Text
 from processor.status_colors import status_color
 
 OUTPUT_FORMATS = ("human", "json", "jsonl")
-_WIDE = 160  # when piped, do not squeeze ids into the 80 columns rich assumes
+_WIDE = 200  # when piped, do not squeeze ids into the 80 columns rich assumes
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -119,9 +119,10 @@ def invocations_table(invocations: Iterable[dict[str, Any]], now: dt.datetime) -
     table.add_column("TARGET", no_wrap=True)
     table.add_column("STATUS", no_wrap=True)
     table.add_column("AGE", justify="right", no_wrap=True)
-    table.add_column("RETRIES", justify="right")
+    table.add_column("RETRIES", justify="right", no_wrap=True)
     table.add_column("NEXT RETRY", no_wrap=True)
-    table.add_column("LAST FAILURE", overflow="ellipsis", no_wrap=True, max_width=60)
+    # the only wrappable column, so rich narrows it (not the ids) when the terminal is narrow
+    table.add_column("LAST FAILURE", max_width=60)
     table.add_column("DEPLOYMENT", no_wrap=True)
     for inv in invocations:
         failure = inv.get("last_failure") or result_failure(inv)
