@@ -1,11 +1,135 @@
-"""`processor replay`: rebuild / verify / trace a partition's state from its log."""
+"""`processor replay`: rebuild / verify / trace a partition's state from its log.
+
+Paths come from `--log`/`--state` or from `--data-dir DIR --partition N` (SPEC §6.5:
+`DIR/partitions/N/log` and `DIR/partitions/N/state.db`). The log is opened read-only, so this works
+while a daemon runs on the same data directory; the live store is only ever read.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
 import click
+
+if TYPE_CHECKING:
+    from processor.replay import ReplayResult
+
+
+def _paths(
+    log_dir: Path | None, state: Path | None, data_dir: Path | None, partition: int | None
+) -> tuple[Path, Path | None]:
+    if data_dir is not None or partition is not None:
+        if data_dir is None or partition is None:
+            raise click.UsageError("--data-dir and --partition go together")
+        if log_dir is not None:
+            raise click.UsageError("use either --log/--state or --data-dir/--partition")
+        base = data_dir / "partitions" / str(partition)
+        return base / "log", state if state is not None else base / "state.db"
+    if log_dir is None:
+        raise click.UsageError("give --log DIR (or --data-dir DIR --partition N)")
+    return log_dir, state
+
+
+async def _run(
+    log_dir: Path,
+    state: Path | None,
+    until_lsn: int | None,
+    out: Path | None,
+    verify: bool,
+    trace: str | None,
+) -> ReplayResult:
+    # Imported here so that `processor --help` does not load the state machine and the store.
+    from processor.replay import open_log_readonly
+    from processor.replay import replay as run_replay
+
+    log = await open_log_readonly(log_dir)
+    try:
+        return await run_replay(
+            log,
+            log_name=str(log_dir),
+            out=out,
+            live_state=state if verify else None,
+            until_lsn=until_lsn,
+            trace=trace,
+        )
+    finally:
+        await log.close()
+
+
+def _print_human(result: ReplayResult, trace: str | None) -> None:
+    if trace is not None:
+        click.echo(f"history of {trace} ({len(result.trace)} commands):")
+        for line in result.trace:
+            click.echo("  " + line.format())
+        if not result.trace:
+            click.echo("  (no command in the replayed range touched it)")
+    click.echo(f"records applied: {result.records}")
+    click.echo(f"last LSN:        {result.last_lsn}")
+    click.echo(f"digest:          {result.digest}")
+    click.echo(f"speed:           {result.records_per_s:,.0f} records/s ({result.seconds:.3f} s)")
+    if result.out:
+        click.echo(f"rebuilt store:   {result.out}")
+    if result.live_digest is not None:
+        if result.verified:
+            click.echo(
+                f"verify: OK, the live store {result.live_state} at LSN "
+                f"{result.live_applied_lsn} has the same digest"
+            )
+        else:
+            click.echo(
+                f"verify: DIVERGENCE: the live store {result.live_state} at LSN "
+                f"{result.live_applied_lsn} has digest {result.live_digest}"
+            )
+            if result.divergence is not None:
+                click.echo(result.divergence.describe("replayed", "live"))
 
 
 @click.command()
-def replay() -> None:
-    """Rebuild state from a log (not built yet)."""
-    raise click.ClickException("replay is not built yet")
+@click.option("--log", "log_dir", type=click.Path(path_type=Path), help="The log directory.")
+@click.option(
+    "--state", type=click.Path(path_type=Path), help="The live state.db (read only, for --verify)."
+)
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="Data directory (with --partition)."
+)
+@click.option("--partition", type=int, help="Partition number inside --data-dir.")
+@click.option("--until-lsn", type=click.IntRange(min=0), help="Stop after this LSN.")
+@click.option("--out", type=click.Path(path_type=Path), help="Write the rebuilt store here.")
+@click.option("--verify", is_flag=True, help="Compare with the live store at its applied LSN.")
+@click.option("--trace", metavar="INV_ID", help="Print the history of one invocation.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def replay(
+    log_dir: Path | None,
+    state: Path | None,
+    data_dir: Path | None,
+    partition: int | None,
+    until_lsn: int | None,
+    out: Path | None,
+    verify: bool,
+    trace: str | None,
+    as_json: bool,
+) -> None:
+    """Rebuild a partition's state from its log into a fresh store (the live store is never
+    touched) and print records applied, last LSN, digest and speed. Exits 1 on a divergence."""
+    from processor.codec import CodecError
+    from processor.replay import ReplayError
+    from processor.runner import RunnerError
+
+    log_path, state_path = _paths(log_dir, state, data_dir, partition)
+    if verify and state_path is None:
+        raise click.UsageError("--verify needs --state (or --data-dir/--partition)")
+    if not log_path.is_dir():
+        raise click.ClickException(f"log directory {log_path} does not exist")
+    try:
+        result = anyio.run(_run, log_path, state_path, until_lsn, out, verify, trace)
+    except (ReplayError, RunnerError, CodecError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        _print_human(result, trace)
+    if result.verified is False:
+        raise SystemExit(1)
