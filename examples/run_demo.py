@@ -1,0 +1,100 @@
+"""`make run`: start the daemon with the example deployments running and registered.
+
+Starts the Greeter and Checkout example deployments and `processor serve` (data under ./data) as
+child processes, registers the deployments through the admin API, prints what to try next, and
+stays in the foreground until Ctrl-C, which stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = os.environ.get("PROCESSOR_ADMIN_URL", "http://127.0.0.1:9070")
+INGRESS = "http://127.0.0.1:8080"
+DEPLOYMENTS = [("greeter.py", 9080, []), ("checkout.py", 9081, ["--version", "v1"])]
+
+
+def wait_for(url: str, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not come up at {url} within {timeout:.0f}s") from None
+            time.sleep(0.1)
+
+
+def register(uri: str) -> dict[str, object]:
+    request = urllib.request.Request(
+        f"{ADMIN}/deployments",
+        data=json.dumps({"uri": uri}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        result: dict[str, object] = json.loads(answer.read())
+        return result
+
+
+def main() -> int:
+    children: list[subprocess.Popen[bytes]] = []
+    python = sys.executable
+    ledger = ROOT / "data" / "checkout-ledger.txt"
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        for script, port, extra in DEPLOYMENTS:
+            cmd = [python, str(ROOT / "examples" / script), "--port", str(port), *extra]
+            if script == "checkout.py":
+                cmd += ["--ledger", str(ledger)]
+            children.append(subprocess.Popen(cmd))
+        daemon = subprocess.Popen([python, "-m", "processor", "serve", "--data-dir", "data"])
+        children.append(daemon)
+        for _, port, _ in DEPLOYMENTS:
+            wait_for(f"http://127.0.0.1:{port}/discover", f"deployment on port {port}")
+        wait_for(f"{ADMIN}/health", "the daemon's admin API")
+        for _, port, _ in DEPLOYMENTS:
+            d = register(f"http://127.0.0.1:{port}")
+            print(f"registered deployment {d['id']} at http://127.0.0.1:{port}", flush=True)
+        print(
+            f"""
+The daemon is running (data in ./data). Try:
+
+  curl -X POST {INGRESS}/Greeter/greet -H 'content-type: application/json' -d '"Ada"'
+  curl -X POST {INGRESS}/Checkout/process/send -d '{{"order": 1}}'   # v1 fails at step 3
+  .venv/bin/processor invocations list
+  .venv/bin/processor invocations describe <inv_id>    # after 3 attempts it is paused
+  python examples/checkout.py --port 9082 --version v2 &          # deploy the fix
+  .venv/bin/processor deployments register http://127.0.0.1:9082
+  .venv/bin/processor invocations resume <inv_id> --deployment latest
+
+Ctrl-C stops the daemon and the example deployments.
+""",
+            flush=True,
+        )
+        return daemon.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

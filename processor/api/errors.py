@@ -1,0 +1,50 @@
+"""Errors of the HTTP APIs as JSON `{"message": …}` answers, and the middleware that enforces it.
+
+Every error names the object and the reason and, where it helps, what to do. An exception that
+escapes a handler is logged and answered 500 with a message, never a bare traceback page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger("processor.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"message": message, **extra}, status=status)
+
+
+class ApiError(Exception):
+    """Raised inside a route to answer `status` with `{"message": message}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_error(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.text or exc.reason
+        if exc.status == 404:
+            reason = f"no route for {request.method} {request.path}"
+        elif exc.status == 405:
+            reason = f"method {request.method} is not allowed on {request.path}"
+        return json_error(exc.status, reason)
+    except Exception:
+        log.exception("unhandled error in API route", method=request.method, path=request.path)
+        return json_error(500, f"internal error while handling {request.method} {request.path}")
