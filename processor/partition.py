@@ -1,0 +1,195 @@
+"""One partition: its log, its state store, the runner applying one to the other, and the leader.
+
+```
+<data>/partitions/<n>/log/       FileLog (segments)
+<data>/partitions/<n>/state.db   the SQLite state store
+```
+
+`run()` opens both, starts the runner (it catches up from `applied_lsn + 1`), then the leader (it
+takes over and rebuilds its work from state), reports readiness through `task_status`, and runs
+until `stop()` or cancellation. Shutting down cancels the leader's attempts (closing their HTTP
+calls) and the runner; the runner's batch write is shielded, so a batch that reached SQLite commits
+before the store closes; the log is closed after its in-flight appends are durable.
+
+The APIs use a Partition through `processor.api.partitions.PartitionHandle`: `propose` (answered by
+the state machine's Reply once the command is applied), `wait_for_completion`, and the store's read
+queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from log import FileLog, FsyncPolicy, open_log
+from processor.actions import Reply
+from processor.commands import Command
+from processor.config import InvocationConfig, LogConfig
+from processor.leader.clock import Clock
+from processor.leader.leader import Leader, LeaderConfig
+from processor.registry import Registry
+from processor.runner import Runner
+from processor.state_machine.types import Event
+from processor.status import InvocationView, Result
+from processor.storage.store import JournalRow, Store
+
+
+class PartitionNotRunning(RuntimeError):
+    """The partition is not running (not started yet, or stopped)."""
+
+
+class Partition:
+    def __init__(
+        self,
+        partition_id: int,
+        data_dir: Path | str,
+        registry: Registry,
+        *,
+        invocation: InvocationConfig | None = None,
+        log_config: LogConfig | None = None,
+        clock: Clock | None = None,
+        batch_size: int = 1000,
+    ) -> None:
+        self._id = partition_id
+        self.directory = Path(data_dir) / "partitions" / str(partition_id)
+        self.registry = registry
+        self.invocation_config = invocation or InvocationConfig()
+        self.log_config = log_config or LogConfig()
+        self.clock = clock
+        self.batch_size = batch_size
+        self.log: FileLog | None = None
+        self._store: Store | None = None
+        self.runner: Runner | None = None
+        self._leader: Leader | None = None
+        self._stop = anyio.Event()
+
+    @property
+    def partition_id(self) -> int:
+        return self._id
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise PartitionNotRunning(f"partition {self._id} is not running")
+        return self._store
+
+    @property
+    def leader(self) -> Leader:
+        if self._leader is None:
+            raise PartitionNotRunning(f"partition {self._id} is not running")
+        return self._leader
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until `stop()` is called or the enclosing scope is cancelled."""
+        self._stop = anyio.Event()
+        log_clock = self.clock.now_ms if self.clock is not None else None
+        fsync = self.log_config.fsync
+        self.log = open_log(
+            self.directory / "log",
+            fsync=FsyncPolicy(fsync.mode, fsync.interval_ms or 0),
+            segment_size=self.log_config.segment_size,
+            clock=log_clock,
+        )
+        try:
+            self._store = await Store.open(
+                self.directory / "state.db", thread_name=f"sqlite-p{self._id}"
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.log.close()
+            raise
+        config = LeaderConfig(
+            max_concurrent_attempts=self.invocation_config.max_concurrent_attempts,
+            inactivity_timeout_s=self.invocation_config.attempt_inactivity_timeout_ms / 1000,
+        )
+        self.runner = Runner(
+            self.log,
+            self._store,
+            batch_size=self.batch_size,
+            log_name=f"the log of partition {self._id} ({self.directory / 'log'})",
+        )
+        self._leader = Leader(
+            log_writer=self.log,
+            store=self._store,
+            runner=self.runner,
+            registry=self.registry,
+            clock=self.clock,
+            config=config,
+            partition_id=self._id,
+        )
+        self.runner.sink = self._leader.sink
+        try:
+            async with anyio.create_task_group() as tg:
+                await self.runner.start()
+                tg.start_soon(self.runner.run, name=f"runner p{self._id}")
+                await tg.start(self._leader.run, name=f"leader p{self._id}")
+                task_status.started()
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.log.close()
+                self._store.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Partition]:
+        """`async with partition.running():` runs it in a task group of the calling task."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.run)
+            try:
+                yield self
+            finally:
+                self.stop()
+
+    # --- what the APIs need (PartitionHandle) ----------------------------------------------------
+
+    async def propose(self, make_command: Callable[[str], Command]) -> Reply:
+        return await self.leader.propose(make_command)
+
+    def wait_for_completion(self, invocation_id: str) -> asyncio.Future[Result]:
+        return self.leader.wait_for_completion(invocation_id)
+
+    def forget_waiter(self, invocation_id: str, future: asyncio.Future[Result]) -> None:
+        if self._leader is not None:
+            self._leader.forget_waiter(invocation_id, future)
+
+    async def get_view(self, invocation_id: str) -> InvocationView | None:
+        return await self.store.get_view(invocation_id)
+
+    async def get_journal(self, invocation_id: str) -> list[JournalRow]:
+        return await self.store.get_journal(invocation_id)
+
+    async def get_events(self, invocation_id: str) -> list[Event]:
+        return await self.store.get_events(invocation_id)
+
+    async def list_invocations(
+        self,
+        *,
+        service: str | None = None,
+        handler: str | None = None,
+        statuses: Sequence[str] | None = None,
+        deployment: str | None = None,
+        limit: int = 100,
+    ) -> list[InvocationView]:
+        return await self.store.list_invocations(
+            service=service,
+            handler=handler,
+            statuses=statuses,
+            deployment=deployment,
+            limit=limit,
+        )
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await self.store.count_by_status()
