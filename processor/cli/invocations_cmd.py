@@ -136,7 +136,8 @@ def list_(
     if not rows:
         click.echo("No invocations match.")
         return
-    console().print(invocations_table(rows, _now()))
+    out = console()
+    out.print(invocations_table(rows, _now(), out.width))
 
 
 @invocations.command()
@@ -266,7 +267,8 @@ def _verb_command(verb: Verb) -> Callable[..., None]:
         if not rows:
             click.echo(f"No invocations {what}; nothing to {verb.name}.")
             return
-        console().print(invocations_table(rows, _now()))
+        out = console()
+        out.print(invocations_table(rows, _now(), out.width))
         if truncated:
             click.echo(f"Selected the newest {limit}; raise --limit to select more.", err=True)
         on = f" on deployment {deployment}" if deployment not in (None, "keep") else ""

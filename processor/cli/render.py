@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import click
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -22,6 +22,7 @@ from processor.status_colors import status_color
 
 OUTPUT_FORMATS = ("human", "json", "jsonl")
 _WIDE = 200  # when piped, do not squeeze ids into the 80 columns rich assumes
+_NARROW = 150
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -113,29 +114,52 @@ def status_text(invocation: dict[str, Any]) -> Text:
     return Text(label, style=status_color(status, failed=failed).rich)
 
 
-def invocations_table(invocations: Iterable[dict[str, Any]], now: dt.datetime) -> Table:
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("ID", no_wrap=True, min_width=37)
-    table.add_column("TARGET", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("AGE", justify="right", no_wrap=True)
-    table.add_column("RETRIES", justify="right", no_wrap=True)
-    table.add_column("NEXT RETRY", no_wrap=True)
-    # the only wrappable column, so rich narrows it (not the ids) when the terminal is narrow
-    table.add_column("LAST FAILURE", max_width=60)
-    table.add_column("DEPLOYMENT", no_wrap=True)
+_RIGHT = ("AGE", "RETRIES")
+_DROP_FIRST = ("DEPLOYMENT", "NEXT RETRY", "AGE", "RETRIES")  # when the terminal is too narrow
+_FAILURE_MIN, _FAILURE_MAX = 16, 60
+
+
+def invocations_table(
+    invocations: Iterable[dict[str, Any]], now: dt.datetime, width: int = _WIDE
+) -> Table:
+    """One line per invocation. The failure gets the room the other columns leave; on a narrow
+    terminal the least useful columns go first (`describe` shows them), never the id."""
+    columns: dict[str, list[Text]] = {
+        h: [] for h in ("ID", "TARGET", "STATUS", "AGE", "RETRIES", "NEXT RETRY", "DEPLOYMENT")
+    }
+    failures = []
     for inv in invocations:
-        failure = inv.get("last_failure") or result_failure(inv)
-        table.add_row(
-            Text(str(inv.get("id", ""))),
-            Text(str(inv.get("target", ""))),
-            status_text(inv),
-            age(inv.get("created_at"), now),
-            str(inv.get("retry_count", "")),
-            until(inv.get("next_retry_at"), now),
-            Text(failure_line(failure), style="red" if failure else ""),
-            Text(str(inv.get("pinned_deployment") or "-")),
+        columns["ID"].append(Text(str(inv.get("id", ""))))
+        columns["TARGET"].append(Text(str(inv.get("target", ""))))
+        columns["STATUS"].append(status_text(inv))
+        columns["AGE"].append(Text(age(inv.get("created_at"), now)))
+        columns["RETRIES"].append(Text(str(inv.get("retry_count", ""))))
+        columns["NEXT RETRY"].append(Text(until(inv.get("next_retry_at"), now)))
+        columns["DEPLOYMENT"].append(Text(str(inv.get("pinned_deployment") or "-")))
+        failures.append(inv.get("last_failure") or result_failure(inv))
+
+    def used() -> int:
+        widths = [max([len(h), *(c.cell_len for c in cells)]) for h, cells in columns.items()]
+        return sum(widths) + 2 * len(widths)
+
+    for header in _DROP_FIRST:
+        if used() + _FAILURE_MIN <= width:
+            break
+        del columns[header]
+    room = max(_FAILURE_MIN, min(_FAILURE_MAX, width - used()))
+    shown = [Text(failure_line(f, room), style="red") if f else Text("") for f in failures]
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    ordered = list(columns.items())
+    ordered.insert(len(ordered) - ("DEPLOYMENT" in columns), ("LAST FAILURE", shown))
+    for header, _cells in ordered:
+        justify: JustifyMethod = "right" if header in _RIGHT else "left"
+        # an id cut short is useless: on a very narrow terminal it folds onto a second line instead
+        fold = header == "ID"
+        table.add_column(
+            header, no_wrap=not fold, overflow="fold" if fold else "ellipsis", justify=justify
         )
+    for row in zip(*(cells for _header, cells in ordered), strict=True):
+        table.add_row(*row)
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -14,9 +15,9 @@ from processor.status import Status
 from processor.status_colors import FAILED_COMPLETION, STATUS_COLORS, status_color
 
 URI = "http://127.0.0.1:9080"
-SERVICES = [
+SERVICES: list[dict[str, Any]] = [
     {"name": "Checkout", "handlers": [{"name": "process"}, {"name": "refund"}]},
-    {"name": "Greeter", "handlers": [{"name": "greet"}]},
+    {"name": "Greeter", "handlers": ["greet"]},  # the real server sends plain names
 ]
 
 

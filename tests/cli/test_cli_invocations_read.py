@@ -262,3 +262,16 @@ def test_invalid_admin_url_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["invocations", "list", "--admin-url", "localhost:9070"])
     assert result.exit_code == 2
     assert "not an http(s) URL" in result.stderr
+
+
+def test_list_on_a_narrow_terminal_keeps_whole_ids_and_one_line_per_row(admin: FakeAdmin) -> None:
+    inv = failing_invocation(admin)
+    other = admin.add("Greeter/greet", "running")
+    result = run(admin, "invocations", "list", env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    lines = plain(result.stdout).splitlines()
+    assert len(lines) == 3  # header + one line per invocation
+    assert all(len(line.rstrip()) <= 100 for line in lines)
+    assert inv["id"] in lines[2] and other["id"] in lines[1]
+    assert "500: ship failed" in lines[2]
+    assert "DEPLOYMENT" not in lines[0]  # dropped first; `describe` shows it
