@@ -164,11 +164,13 @@ def _run_one(client: AdminClient, verb: Verb, invocation_id: str, query: dict[st
 def _outcome(verb: Verb, invocation_id: str, answer: Answer) -> str:
     if answer.ok:
         meaning = verb.meanings.get(answer.status, verb.past)
-        line = f"{invocation_id}: {meaning} ({answer.status} {answer.phrase})"
     else:
         meaning = _ERROR_MEANINGS.get(answer.status, "error")
-        line = f"{invocation_id}: {meaning} ({answer.status} {answer.phrase})"
-    return f"{line}: {answer.message}" if answer.message else line
+    line = f"{invocation_id}: {meaning} ({answer.status} {answer.phrase})"
+    detail = answer.message
+    if detail is None and isinstance(answer.body, dict) and answer.body.get("status"):
+        detail = f"now {answer.body['status']}"  # success answers may carry the new status only
+    return f"{line}: {detail}" if detail else line
 
 
 def _parse_query(text: str) -> tuple[str, str | None]:

@@ -118,6 +118,8 @@ class FakeAdmin:
             del self.invocations[iid]
         elif new is not None:
             invocation["status"] = new
+        if verb == "kill" and code == 200:  # like the real server: the new status, no message
+            return web.json_response({"status": invocation["status"]}, status=code)
         return web.json_response({"message": message}, status=code)
 
     async def register(self, request: web.Request) -> web.Response:

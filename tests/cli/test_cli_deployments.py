@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from cli.fake_admin import FakeAdmin, running_fake_admin
 from processor.cli import main
 from processor.status import Status
 from processor.status_colors import FAILED_COMPLETION, STATUS_COLORS, status_color
+
+from .fake_admin import FakeAdmin, running_fake_admin
 
 URI = "http://127.0.0.1:9080"
 SERVICES: list[dict[str, Any]] = [

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner, Result
 
-from cli.fake_admin import FakeAdmin, running_fake_admin
 from processor.cli import main
 from processor.ids import new_deployment_id
 from processor.status import Status
+
+from .fake_admin import FakeAdmin, running_fake_admin
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ALL = [s.value for s in Status]
@@ -218,3 +219,13 @@ def test_query_with_nothing_selected_exits_0_without_prompting(admin: FakeAdmin)
         result.stdout
     )
     assert "[y/N]" not in result.stderr
+
+
+def test_kill_by_id_shows_the_new_status_when_the_answer_has_no_message(admin: FakeAdmin) -> None:
+    inv = admin.add("Checkout/process", "suspended")
+    result = run(admin, "invocations", "kill", inv["id"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{inv['id']}: killed (200 OK): now completed"
+    again = run(admin, "invocations", "kill", inv["id"])
+    assert again.exit_code == 1
+    assert f"invocation {inv['id']} is already completed" in again.stderr

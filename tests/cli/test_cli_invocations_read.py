@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from cli.fake_admin import FakeAdmin, iso, running_fake_admin
 from processor.cli import main
 from processor.ids import new_deployment_id
+
+from .fake_admin import FakeAdmin, iso, running_fake_admin
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
