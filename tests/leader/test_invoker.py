@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import msgpack
 from aiohttp import web
-from leader_support import free_port, serve_app, wait_for
 
 from processor.commands import (
     AttemptCompleted,
@@ -20,6 +19,8 @@ from processor.commands import (
     Command,
 )
 from processor.leader.invoker import AttemptRequest, Invoker, seed_for
+
+from .leader_support import free_port, serve_app, wait_for
 
 INV = "inv_1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 DP = "dp_0000000000000000000001"

@@ -1,0 +1,183 @@
+"""End-to-end helpers: deployments as real processes, and a partition run in-process on tmp dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from processor.actions import Reply
+from processor.commands import Cancel, Invoke, Kill, Pause, Resume
+from processor.ids import new_invocation_id
+from processor.leader.clock import Clock, FakeClock
+from processor.partition import Partition
+from processor.registry import Registry, ResumeRejected, resolve_resume_deployment
+from processor.retry import RetryPolicy
+from processor.status import InvocationView, Status
+
+from .leader_support import eventually, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKOUT = ROOT / "examples" / "checkout.py"
+GREETER = ROOT / "examples" / "greeter.py"
+STEPPER = Path(__file__).resolve().parent / "deployments" / "stepper.py"
+FAST = RetryPolicy(initial_interval_ms=20, max_interval_ms=50, max_attempts=3)
+
+
+class DeploymentProcess:
+    """A deployment script run as a separate process on a fixed loopback port."""
+
+    def __init__(
+        self, script: Path, args: Sequence[str], workdir: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.script = script
+        self.args = list(args)
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.output = workdir / f"{script.stem}-{self.port}.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> str:
+        with self.output.open("ab") as out:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; no waiting here
+                [sys.executable, str(self.script), "--port", str(self.port), *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        needle = f"listening on {self.uri}"
+        deadline = time.monotonic() + 20
+        while needle not in self.output.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.script.name} did not start:\n{self.output.read_text(errors='replace')}"
+                )
+            await anyio.sleep(0.02)
+        return self.uri
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without closing anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@asynccontextmanager
+async def deployment(
+    script: Path, *args: str, workdir: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[DeploymentProcess]:
+    process = DeploymentProcess(script, args, workdir, env)
+    await process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def ledger_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line.split(" ", 1)[1] for line in path.read_text().splitlines() if " " in line]
+
+
+class Env:
+    """A partition on `tmp` (FileLog + SQLite + leader), its registry, and request helpers."""
+
+    def __init__(self, tmp: Path, clock: Clock | None = None) -> None:
+        self.tmp = tmp
+        self.registry = Registry(tmp / "data" / "deployments.db")
+        self.clock = clock
+        self.partition = Partition(0, tmp / "data", self.registry, clock=clock)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Partition]:
+        async with self.partition.running() as p:
+            yield p
+
+    def reopen(self) -> Partition:
+        """A fresh Partition object on the same directories (a restarted processor)."""
+        self.partition = Partition(0, self.tmp / "data", self.registry, clock=self.clock)
+        return self.partition
+
+    async def invoke(
+        self, service: str, handler: str, arg: Any, policy: RetryPolicy | None = None
+    ) -> str:
+        inv = new_invocation_id()
+        effective = policy or self.registry.resolve_retry_policy(service, handler, RetryPolicy())
+        body = json.dumps(arg).encode()
+        reply = await self.partition.propose(
+            lambda rid: Invoke(inv, service, handler, body, effective, request_id=rid)
+        )
+        assert reply.code == 200, reply
+        return inv
+
+    async def view(self, inv: str) -> InvocationView:
+        view = await self.partition.get_view(inv)
+        assert view is not None, f"{inv} not found"
+        return view
+
+    async def wait_status(self, inv: str, *statuses: Status, limit_s: float = 15) -> InvocationView:
+        async def check() -> bool:
+            return (await self.view(inv)).status in statuses
+
+        try:
+            await eventually(check, limit_s, f"{inv} to be {[s.value for s in statuses]}")
+        except AssertionError as exc:
+            view = await self.view(inv)
+            raise AssertionError(f"{exc}; it is {view.status.value}: {view}") from None
+        return await self.view(inv)
+
+    async def journal_kinds(self, inv: str) -> list[str]:
+        rows = await self.partition.get_journal(inv)
+        return [f"{e['kind']}:{e['name']}" if "name" in e else str(e["kind"]) for _, e, _ in rows]
+
+    async def pause(self, inv: str) -> Reply:
+        return await self.partition.propose(lambda rid: Pause(inv, rid))
+
+    async def cancel(self, inv: str) -> Reply:
+        return await self.partition.propose(lambda rid: Cancel(inv, rid))
+
+    async def kill(self, inv: str) -> Reply:
+        return await self.partition.propose(lambda rid: Kill(inv, rid))
+
+    async def resume(self, inv: str, option: str | None = None) -> Reply:
+        """Resume as the admin API does: resolve the deployment option before appending."""
+        view = await self.view(inv)
+        target = resolve_resume_deployment(view, option, self.registry, RetryPolicy())
+        if isinstance(target, ResumeRejected):
+            return Reply("rejected-before-append", target.code, {"message": target.message})
+        return await self.partition.propose(
+            lambda rid: Resume(inv, target.deployment_id, target.retry_policy, rid)
+        )
+
+    def advance(self, ms: int) -> None:
+        assert isinstance(self.clock, FakeClock)
+        self.clock.advance(ms)
+
+
+def now_clock() -> FakeClock:
+    """A FakeClock starting at the wall clock, so deployments' sleep times line up with it."""
+    return FakeClock(int(time.time() * 1000))
+
+
+def pattern(text: str) -> re.Pattern[str]:
+    return re.compile(re.escape(text))
