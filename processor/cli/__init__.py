@@ -10,6 +10,7 @@ from processor.cli.deployments_cmd import deployments
 from processor.cli.invocations_cmd import invocations
 from processor.cli.log_cmd import log
 from processor.cli.replay_cmd import replay
+from processor.cli.serve_cmd import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +19,7 @@ def main() -> None:
     """A durable-execution partition processor with manual pause and resume."""
 
 
+main.add_command(serve)
 main.add_command(log)
 main.add_command(replay)
 main.add_command(config)

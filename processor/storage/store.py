@@ -274,6 +274,19 @@ class Store:
 
         return await self._db.run(q)
 
+    async def completed_before(self, cutoff_ms: int, limit: int) -> list[str]:
+        """Ids of invocations completed before `cutoff_ms`, oldest first (the retention cleaner)."""
+
+        def q(conn: sqlite3.Connection) -> list[str]:
+            cur = conn.execute(
+                "SELECT id FROM invocations WHERE status='completed' AND completed_at < ? "
+                "ORDER BY completed_at LIMIT ?",
+                (cutoff_ms, limit),
+            )
+            return [str(inv) for (inv,) in cur]
+
+        return await self._db.run(q)
+
     async def count_by_status(self) -> dict[str, int]:
         def q(conn: sqlite3.Connection) -> dict[str, int]:
             cur = conn.execute("SELECT status, COUNT(*) FROM invocations GROUP BY status")

@@ -1,0 +1,60 @@
+"""`processor serve`: run the daemon (all partitions, the ingress and the admin API)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import click
+
+from processor.config import ConfigError, load_config
+from processor.telemetry import configure_logging
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="PROCESSOR_CONFIG",
+    help="TOML configuration file (SPEC §6.4); env PROCESSOR_CONFIG.",
+)
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where logs and state live.")
+@click.option("--partitions", type=int, help="Number of partitions.")
+@click.option("--ingress-listen", help="host:port of the ingress (default 127.0.0.1:8080).")
+@click.option("--admin-listen", help="host:port of the admin API (default 127.0.0.1:9070).")
+@click.option("--log-level", help="debug, info, warning, error.")
+def serve(
+    config_path: Path | None,
+    data_dir: Path | None,
+    partitions: int | None,
+    ingress_listen: str | None,
+    admin_listen: str | None,
+    log_level: str | None,
+) -> None:
+    """Run the daemon. With no options, everything lives under ./data."""
+    from processor.daemon import DaemonError
+    from processor.daemon import serve as run_daemon
+
+    try:
+        config = load_config(
+            config_path,
+            os.environ,
+            {
+                "data-dir": str(data_dir) if data_dir is not None else None,
+                "partitions": partitions,
+                "ingress.listen": ingress_listen,
+                "admin.listen": admin_listen,
+                "logging.level": log_level,
+            },
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging(config.logging.level, config.logging.format)
+    try:
+        anyio.run(run_daemon, config)
+    except DaemonError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,272 @@
+"""`processor serve`: all partitions, the ingress and the admin API in one task group.
+
+Startup: take the data directory's LOCK (a second daemon on the same directory exits at once with a
+clear error), open the deployment registry, start every partition (each catches up from its
+`applied_lsn + 1`, so a daemon started after a crash recovers without help), then bind the ingress
+and the admin API. Shutdown on SIGTERM/SIGINT: stop accepting HTTP, stop the partitions (the batch
+in flight commits, logs and stores close); a second signal exits at once.
+
+A cleaner proposes `purge` for invocations completed longer than `completion-retention` ago (the
+decision uses the wall clock; the purge itself is a logged command, SPEC §3.6).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import anyio.abc
+import structlog
+from aiohttp import web
+
+from processor.actions import AbortAttempt
+from processor.api.admin import AdminApi
+from processor.api.ingress import Ingress
+from processor.api.partitions import PartitionRouter
+from processor.commands import (
+    AttemptCompleted,
+    AttemptFailed,
+    AttemptSuspended,
+    Command,
+    Purge,
+)
+from processor.config import Config
+from processor.metrics import Metrics
+from processor.partition import Partition
+from processor.registry import Registry
+from processor.state_machine.types import Transition
+
+log = structlog.get_logger("processor.daemon")
+
+METRICS_REFRESH_S = 5.0
+CLEANER_BATCH = 500
+
+
+class DaemonError(RuntimeError):
+    """A startup problem the operator must fix; the message says what and how."""
+
+
+def acquire_data_dir_lock(data_dir: Path) -> IO[str]:
+    """Hold `data/LOCK` for the daemon's lifetime (released by the OS when the process dies)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "LOCK", "a+")  # noqa: SIM115 - held open for the process lifetime
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DaemonError(
+            f"another daemon (pid {holder}) is already running on data directory {data_dir}; "
+            "stop it first, or start this one with a different --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _route_kind(request: web.Request) -> str:
+    path = request.path
+    if path.startswith("/invocations/"):
+        return "attach" if path.endswith("/attach") else "output"
+    if request.method == "POST":
+        return "send" if path.endswith("/send") else "call"
+    return "other"
+
+
+def ingress_metrics_middleware(metrics: Metrics) -> Any:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        metrics.ingress_request(_route_kind(request), response.status)
+        return response
+
+    return middleware
+
+
+def observe_command(metrics: Metrics) -> Callable[[Any, Command, Any, Transition], None]:
+    """Runner hook: attempt outcomes and pauses, counted from what the state machine applied."""
+    outcomes: dict[type, str] = {
+        AttemptCompleted: "completed",
+        AttemptSuspended: "suspended",
+        AttemptFailed: "failed",
+    }
+
+    def hook(record: Any, command: Command, before: Any, transition: Transition) -> None:
+        outcome = outcomes.get(type(command))
+        if outcome is not None and transition.changed:
+            metrics.attempt_ended(outcome)
+        for event in transition.events:
+            if event.kind == "paused":
+                reason = event.data.get("reason", "manual")
+                metrics.paused("max-attempts" if reason == "max-attempts" else "manual")
+        for action in transition.actions:
+            if type(action) is AbortAttempt:
+                metrics.attempt_ended("aborted")
+
+    return hook
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.metrics = Metrics()
+        self.registry: Registry | None = None
+        self.partitions: list[Partition] = []
+        self._runners: list[web.AppRunner] = []
+        self.ingress_port: int | None = None
+        self.admin_port: int | None = None
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        lock = acquire_data_dir_lock(self.data_dir)
+        try:
+            self.registry = Registry(self.data_dir / "deployments.db")
+            try:
+                await self._serve(task_status)
+            finally:
+                self.registry.close()
+        finally:
+            lock.close()
+
+    async def _serve(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        assert self.registry is not None
+        cfg = self.config
+        policy = cfg.invocation.default_retry_policy
+        self.partitions = [
+            Partition(
+                i, self.data_dir, self.registry, invocation=cfg.invocation, log_config=cfg.log
+            )
+            for i in range(cfg.partitions)
+        ]
+        router = PartitionRouter(self.partitions)
+        hook = observe_command(self.metrics)
+        try:
+            async with anyio.create_task_group() as tg:
+                for partition in self.partitions:
+                    await tg.start(partition.run, name=f"partition {partition.partition_id}")
+                    runner = partition.runner
+                    if runner is not None:
+                        pid = partition.partition_id
+                        runner.on_command = hook
+                        runner.on_batch = self._batch_observer(pid)
+                log.info("partitions ready", partitions=len(self.partitions))
+
+                async def render_metrics() -> tuple[bytes, str]:
+                    await self._refresh_gauges()
+                    return self.metrics.render()
+
+                ingress = Ingress(router, self.registry, policy)
+                ingress_app = ingress.app()
+                ingress_app.middlewares.append(ingress_metrics_middleware(self.metrics))
+                admin = AdminApi(router, self.registry, policy, metrics=render_metrics)
+                admin_app = admin.app()
+                _mount_ui(admin_app, admin)
+                self.ingress_port = await self._start_site(ingress_app, cfg.ingress.listen)
+                self.admin_port = await self._start_site(admin_app, cfg.admin.listen)
+                log.info(
+                    "daemon ready",
+                    ingress=f"{cfg.ingress.listen.host}:{self.ingress_port}",
+                    admin=f"{cfg.admin.listen.host}:{self.admin_port}",
+                    data_dir=str(self.data_dir),
+                )
+                if cfg.invocation.completion_retention_ms > 0:
+                    tg.start_soon(self._cleaner, name="retention cleaner")
+                task_status.started()
+                await self._wait_for_signal()
+                log.info("shutting down: no new requests; letting the current batches commit")
+                await self._stop_sites()
+                for partition in self.partitions:
+                    partition.stop()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop_sites()
+        log.info("daemon stopped")
+
+    def _batch_observer(self, partition_id: int) -> Callable[[int, float], None]:
+        def observe(commands: int, seconds: float) -> None:
+            self.metrics.observe_apply_batch(partition_id, seconds, commands)
+
+        return observe
+
+    async def _refresh_gauges(self) -> None:
+        for partition in self.partitions:
+            pid = partition.partition_id
+            self.metrics.set_invocations_by_status(pid, await partition.count_by_status())
+            if partition.runner is not None:
+                self.metrics.set_applied_lsn(pid, partition.runner.applied_lsn)
+
+    async def _start_site(self, app: web.Application, listen: Any) -> int:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise DaemonError(
+                f"cannot listen on {listen.host}:{listen.port}: {exc.strerror or exc}; "
+                "choose another address in the config ([ingress]/[admin] listen) or stop what "
+                "uses it"
+            ) from None
+        server = site._server  # the bound port when 0 was asked for
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else int(listen.port)
+
+    async def _stop_sites(self) -> None:
+        runners, self._runners = self._runners, []
+        for runner in runners:
+            await runner.cleanup()
+
+    async def _wait_for_signal(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal received; stopping (send it again to exit at once)", signal=signum)
+                signal.signal(signal.SIGTERM, _exit_now)
+                signal.signal(signal.SIGINT, _exit_now)
+                return
+
+    async def _cleaner(self) -> None:
+        retention = self.config.invocation.completion_retention_ms
+        period = max(1.0, min(60.0, retention / 1000 / 10))
+        while True:
+            await anyio.sleep(period)
+            cutoff = int(time.time() * 1000) - retention
+            for partition in self.partitions:
+                try:
+                    expired = await partition.store.completed_before(cutoff, CLEANER_BATCH)
+                    for invocation_id in expired:
+                        await partition.propose(
+                            lambda rid, inv=invocation_id: Purge(inv, rid)  # type: ignore[misc]
+                        )
+                except Exception:
+                    log.exception("retention cleaner failed", partition=partition.partition_id)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
+
+
+def _mount_ui(admin_app: web.Application, admin: AdminApi) -> None:
+    """Mount the web UI under /ui/ when it is installed (processor.api.ui)."""
+    try:
+        from processor.api import ui
+    except ImportError:
+        return
+    ui.mount(admin_app, admin)
+
+
+async def serve(config: Config) -> None:
+    await Daemon(config).run()
