@@ -89,7 +89,7 @@ class FileLog(LogBase):
         # writer side
         self._pending: list[Pending] = []
         self._pending_bytes = 0
-        self._futures: list[tuple[asyncio.Future[Any], Any]] = []
+        self._group: _CommitGroup | None = None  # what the queued appends await
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -101,18 +101,6 @@ class FileLog(LogBase):
         self._hint: tuple[Segment, int, int] | None = None  # (segment, offset, lsn)
 
     # --- appends ----------------------------------------------------------------------------
-    def _enqueue(self, payload: bytes) -> int:
-        if len(payload) > MAX_PAYLOAD:
-            raise ValueError(f"a record payload is at most {MAX_PAYLOAD} bytes, got {len(payload)}")
-        lsn = self._next_lsn
-        self._next_lsn = lsn + 1
-        now = self._clock()
-        if now > self._last_ts:
-            self._last_ts = now
-        self._pending.append((lsn, self._last_ts, payload))
-        self._pending_bytes += HEADER_SIZE + len(payload)
-        return lsn
-
     def _check_writable(self) -> None:
         if self._closing or self._closed:
             raise LogClosed("the log is closed")
@@ -124,30 +112,50 @@ class FileLog(LogBase):
                 f"({self._failure!r}); reopen the log"
             ) from self._failure
 
+    def _enqueue(self, payload: bytes) -> tuple[int, _CommitGroup]:
+        if self._closing or self._failure is not None or self.readonly:
+            self._check_writable()
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"a record payload is at most {MAX_PAYLOAD} bytes, got {len(payload)}")
+        lsn = self._next_lsn
+        self._next_lsn = lsn + 1
+        now = self._clock()
+        if now > self._last_ts:
+            self._last_ts = now
+        self._pending.append((lsn, self._last_ts, payload))
+        self._pending_bytes += HEADER_SIZE + len(payload)
+        group = self._group
+        if group is None:
+            group = self._group = _CommitGroup()
+            if self._writer is None:
+                self._start_writer()
+            self._wake.set()
+        return lsn, group
+
     async def append(self, payload: bytes) -> Lsn:
-        self._check_writable()
-        lsn = self._enqueue(payload)
-        fut: asyncio.Future[Lsn] = asyncio.get_running_loop().create_future()
-        self._futures.append((fut, lsn))
-        self._kick()
-        return await fut
+        if self._closed:
+            raise LogClosed("the log is closed")
+        lsn, group = self._enqueue(payload)
+        await group
+        return lsn
 
     async def append_batch(self, payloads: Sequence[bytes]) -> list[Lsn]:
-        self._check_writable()
+        if self._closed:
+            raise LogClosed("the log is closed")
         if not payloads:
             return []
-        lsns = [self._enqueue(p) for p in payloads]
-        fut: asyncio.Future[list[Lsn]] = asyncio.get_running_loop().create_future()
-        self._futures.append((fut, lsns))
-        self._kick()
-        return await fut
+        if any(len(p) > MAX_PAYLOAD for p in payloads):
+            raise ValueError(f"a record payload is at most {MAX_PAYLOAD} bytes")
+        lsns = [self._enqueue(p)[0] for p in payloads]
+        group = self._group
+        assert group is not None
+        await group
+        return lsns
 
-    def _kick(self) -> None:
-        if self._writer is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"log-{self.directory.name}")
-            # Owned by this log: close() drains and awaits it.
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
-        self._wake.set()
+    def _start_writer(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"log-{self.directory.name}")
+        # Owned by this log: close() drains and awaits it.
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -157,17 +165,16 @@ class FileLog(LogBase):
                     return
                 await self._idle(loop)
                 continue
-            batch, futures, nbytes = self._pending, self._futures, self._pending_bytes
-            self._pending, self._futures, self._pending_bytes = [], [], 0
+            batch, group, nbytes = self._pending, self._group, self._pending_bytes
+            self._pending, self._group, self._pending_bytes = [], None, 0
+            assert group is not None
             try:
                 await self._write_batch(loop, batch, nbytes)
             except Exception as exc:
-                self._fail(exc, futures)
+                self._fail(exc, group)
                 return
             self._advance_tail(batch[-1][0])
-            for fut, result in futures:
-                if not fut.done():
-                    fut.set_result(result)
+            group.set_result(None)
 
     async def _idle(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._dirty and self.policy.kind == "interval":
@@ -205,7 +212,10 @@ class FileLog(LogBase):
                     if not self._dirty:
                         self._sync_due = loop.time() + self.policy.interval_ms / 1000
                     sync = loop.time() >= self._sync_due
-                seg.size = await self._run(self._write_sync, seg, chunk, sync)
+                if sync:
+                    seg.size = await self._run(self._write_sync, seg, chunk, True)
+                else:  # writing to the page cache is quick: no thread hop
+                    seg.size = self._write_sync(seg, chunk, False)
                 seg.last_lsn = chunk[-1][0]
                 self._dirty = not sync
                 nbytes -= sum(HEADER_SIZE + len(p) for _, _, p in chunk) if end < len(batch) else 0
@@ -245,13 +255,13 @@ class FileLog(LogBase):
         _fsync_dir(self.directory)
         return Segment(path, first_lsn, fd)
 
-    def _fail(self, exc: BaseException, futures: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    def _fail(self, exc: BaseException, group: _CommitGroup) -> None:
         self._failure = exc
         error = LogFailed(f"writing the log in {self.directory} failed: {exc!r}; reopen the log")
-        for fut, _ in futures + self._futures:
-            if not fut.done():
-                fut.set_exception(error)
-        self._pending, self._futures = [], []
+        for g in (group, self._group):
+            if g is not None:
+                g.set_exception(error)
+        self._pending, self._group = [], None
 
     # --- reads ------------------------------------------------------------------------------
     async def read_batch(self, from_lsn: Lsn, max_records: int) -> list[Record]:
@@ -350,6 +360,18 @@ class FileLog(LogBase):
             f"FileLog({str(self.directory)!r}, fsync={str(self.policy)!r}, "
             f"first={self._first}, tail={self._tail}, segments={len(self._segments)})"
         )
+
+
+class _CommitGroup(asyncio.Future[None]):
+    """The future every append of one group-commit batch awaits; resolved when it is durable.
+
+    Cancelling one appender must not cancel the others' shared future: `cancel()` refuses, so
+    the task's cancellation is delivered when the batch is durable (or failed). By then the
+    record may well be durable - exactly as if the appender had been cancelled a moment later.
+    """
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
 
 
 def _lock(directory: Path) -> int:

@@ -68,18 +68,16 @@ def encode_frames(seg: Segment, records: Sequence[Pending], offset: int) -> list
     """Frame `records` (which start at byte `offset` of `seg`); extend its sparse index."""
     parts: list[bytes] = []
     add = parts.append
-    pack_head, pack_len = _LSN_TS.pack, _LEN_CRC.pack
+    pack_body, pack_len = _LSN_TS.pack, _LEN_CRC.pack
     crc32 = zlib.crc32
     first, index = seg.first_lsn, seg.index
     for lsn, ts, payload in records:
-        head = pack_head(lsn, ts)
-        n = len(payload)
+        body = pack_body(lsn, ts) + payload
         if not (lsn - first) % INDEX_EVERY:
             index.append(offset)
-        add(pack_len(n, crc32(payload, crc32(head))))
-        add(head)
-        add(payload)
-        offset += HEADER_SIZE + n
+        add(pack_len(len(payload), crc32(body)))
+        add(body)
+        offset += HEADER_SIZE + len(payload)
     return parts
 
 
@@ -91,6 +89,14 @@ class FrameMismatch(Exception):
         self.offset, self.expected, self.found = offset, expected, found
 
 
+# Records are built without the dataclass __init__: a frozen dataclass sets each field through
+# object.__setattr__, which made parsing ~40% slower. Writing the slots directly is equivalent.
+_new_object = object.__new__
+_set_lsn = Record.__dict__["lsn"].__set__
+_set_ts = Record.__dict__["timestamp_ms"].__set__
+_set_payload = Record.__dict__["payload"].__set__
+
+
 def parse_frames(
     buf: bytes, pos: int, lsn: int, from_lsn: int, stop_lsn: int, out: list[Record]
 ) -> tuple[int, int]:
@@ -99,18 +105,31 @@ def parse_frames(
     Records below `from_lsn` are hopped over. CRCs are not checked: every byte was verified when
     the log was opened or was written by this process. Returns (next pos, next lsn).
     """
-    n = len(buf)
+    limit = len(buf) - HEADER_SIZE
     unpack = HEADER.unpack_from
-    add = out.append
-    while lsn <= stop_lsn and pos + HEADER_SIZE <= n:
-        length, _, found, ts = unpack(buf, pos)
+    while lsn < from_lsn and pos <= limit:
+        length, _, found, _ = unpack(buf, pos)
         end = pos + HEADER_SIZE + length
-        if end > n:
+        if end > limit + HEADER_SIZE:
+            return pos, lsn
+        if found != lsn:
+            raise FrameMismatch(pos, lsn, found)
+        pos = end
+        lsn += 1
+    add = out.append
+    while lsn <= stop_lsn and pos <= limit:
+        length, _, found, ts = unpack(buf, pos)
+        start = pos + HEADER_SIZE
+        end = start + length
+        if end > limit + HEADER_SIZE:
             break
         if found != lsn:
             raise FrameMismatch(pos, lsn, found)
-        if lsn >= from_lsn:
-            add(Record(lsn, ts, buf[pos + HEADER_SIZE : end]))
+        record = _new_object(Record)
+        _set_lsn(record, lsn)
+        _set_ts(record, ts)
+        _set_payload(record, buf[start:end])
+        add(record)
         pos = end
         lsn += 1
     return pos, lsn

@@ -1,0 +1,147 @@
+"""Benchmark of the durable log: append throughput under group commit, and sequential reads.
+
+    python bench/log_bench.py [--quick] [--json]      (also: processor bench log --quick)
+
+Appends 128-byte records from 1, 64 and 1024 concurrent appender tasks with fsync `always` and
+`never`, and compares each with a naive baseline measured in the same run: a plain file with one
+`write` (+ one `fdatasync` for `always`) per record. Then reads the log back sequentially after
+reopening it. Progress goes to stderr; the table (or JSON lines with --json) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import Result, emit
+
+from log import FileLog
+
+SUITE = "log"
+RECORD_BYTES = 128
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def naive_baseline(directory: Path, seconds: float, sync: bool) -> float:
+    """Records/s of one write (+ one fdatasync) per record to a plain file."""
+    path = directory / "naive.dat"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    record = os.urandom(RECORD_BYTES + 24)
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    try:
+        while True:
+            for _ in range(64 if not sync else 1):
+                os.write(fd, record)
+                if sync:
+                    os.fdatasync(fd)
+                count += 1
+            if time.perf_counter() >= deadline:
+                break
+    finally:
+        os.close(fd)
+        path.unlink()
+    return count / (time.perf_counter() - start)
+
+
+async def append_run(directory: Path, fsync: str, appenders: int, seconds: float) -> float:
+    log = FileLog(directory, fsync=fsync)
+    payload = os.urandom(RECORD_BYTES)
+    counts = [0] * appenders
+    stop = False
+
+    async def appender(i: int) -> None:
+        n = 0
+        while not stop:
+            await log.append(payload)
+            n += 1
+        counts[i] = n
+
+    tasks = [asyncio.create_task(appender(i)) for i in range(appenders)]
+    start = time.perf_counter()
+    await asyncio.sleep(seconds)
+    stop = True
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await log.close()
+    assert log.tail() == sum(counts), "every acknowledged append is in the log"
+    return sum(counts) / elapsed
+
+
+async def read_run(directory: Path, records: int) -> float:
+    log = FileLog(directory, fsync="never")
+    payload = os.urandom(RECORD_BYTES)
+    for _ in range(0, records, 10_000):
+        await log.append_batch([payload] * 10_000)
+    await log.close()
+    log = FileLog(directory, fsync="never")  # reopen: reads come from the segment files
+    start = time.perf_counter()
+    lsn, seen = 1, 0
+    while True:
+        batch = await log.read_batch(lsn, 4096)
+        if not batch:
+            break
+        seen += len(batch)
+        lsn = batch[-1].lsn + 1
+    elapsed = time.perf_counter() - start
+    await log.close()
+    assert seen == log.tail()
+    return seen / elapsed
+
+
+async def run(quick: bool, root: Path) -> list[Result]:
+    seconds = 1.0 if quick else 3.0
+    results: list[Result] = []
+    baselines: dict[str, float] = {}
+    for fsync in ("always", "never"):
+        progress(f"naive baseline, fsync={fsync} ...")
+        baselines[fsync] = naive_baseline(root, seconds, sync=fsync == "always")
+    for fsync in ("always", "never"):
+        for appenders in (1, 64, 1024):
+            progress(f"append, fsync={fsync}, appenders={appenders} ...")
+            directory = root / f"append-{fsync}-{appenders}"
+            rate = await append_run(directory, fsync, appenders, seconds)
+            shutil.rmtree(directory)
+            params = {"fsync": fsync, "appenders": appenders, "record_bytes": RECORD_BYTES}
+            results.append(
+                Result(SUITE, "append_records_per_s", rate, "1/s", params, baselines[fsync])
+            )
+            mb = rate * RECORD_BYTES / 1e6
+            results.append(Result(SUITE, "append_mb_per_s", mb, "MB/s", dict(params)))
+    records = 300_000 if quick else 2_000_000
+    progress(f"sequential read of {records} records ...")
+    rate = await read_run(root / "read", records)
+    results.append(
+        Result(
+            SUITE, "read_records_per_s", rate, "1/s", {"records": records, "record_bytes": 128}
+        )
+    )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a short run (well under a minute)")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.add_argument("--dir", type=Path, help="where to put the logs (default: a temp dir)")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="log-bench-", dir=args.dir))
+    try:
+        results = asyncio.run(run(args.quick, root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    emit(results, args.json)
+
+
+if __name__ == "__main__":
+    main()
