@@ -46,6 +46,7 @@ log = structlog.get_logger("processor.daemon")
 
 METRICS_REFRESH_S = 5.0
 CLEANER_BATCH = 500
+SHUTDOWN_GRACE_S = 2.0  # how long in-flight HTTP requests may take to finish on shutdown
 
 
 class DaemonError(RuntimeError):
@@ -173,7 +174,7 @@ class Daemon:
                 ingress_app.middlewares.append(ingress_metrics_middleware(self.metrics))
                 admin = AdminApi(router, self.registry, policy, metrics=render_metrics)
                 admin_app = admin.app()
-                _mount_ui(admin_app, admin)
+                mount_ui(admin_app, admin)
                 self.ingress_port = await self._start_site(ingress_app, cfg.ingress.listen)
                 self.admin_port = await self._start_site(admin_app, cfg.admin.listen)
                 log.info(
@@ -182,10 +183,14 @@ class Daemon:
                     admin=f"{cfg.admin.listen.host}:{self.admin_port}",
                     data_dir=str(self.data_dir),
                 )
-                if cfg.invocation.completion_retention_ms > 0:
-                    tg.start_soon(self._cleaner, name="retention cleaner")
-                task_status.started()
-                await self._wait_for_signal()
+                # Background services are cancelled on shutdown; the partitions are stopped, so
+                # their current batch commits and their files close.
+                async with anyio.create_task_group() as services:
+                    if cfg.invocation.completion_retention_ms > 0:
+                        services.start_soon(self._cleaner, name="retention cleaner")
+                    task_status.started()
+                    await self._wait_for_signal()
+                    services.cancel_scope.cancel()
                 log.info("shutting down: no new requests; letting the current batches commit")
                 await self._stop_sites()
                 for partition in self.partitions:
@@ -209,7 +214,9 @@ class Daemon:
                 self.metrics.set_applied_lsn(pid, partition.runner.applied_lsn)
 
     async def _start_site(self, app: web.Application, listen: Any) -> int:
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S
+        )
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
@@ -259,13 +266,8 @@ def _exit_now(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
-def _mount_ui(admin_app: web.Application, admin: AdminApi) -> None:
-    """Mount the web UI under /ui/ when it is installed (processor.api.ui)."""
-    try:
-        from processor.api import ui
-    except ImportError:
-        return
-    ui.mount(admin_app, admin)
+def mount_ui(admin_app: web.Application, admin: AdminApi) -> None:
+    """Mount the web UI under /ui/ (wired when processor.api.ui lands)."""
 
 
 async def serve(config: Config) -> None:
