@@ -8,14 +8,15 @@ resolved here, before anything is appended; a request that fails validation appe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from processor.actions import Reply
 from processor.api.errors import ApiError, error_middleware
 from processor.api.ingress import parse_id
-from processor.api.partitions import PartitionRouter
+from processor.api.partitions import JournalRow, PartitionRouter
 from processor.api.render import invocation_detail, invocation_summary, iso
 from processor.commands import Cancel, Command, Kill, Pause, Purge, Resume
 from processor.ids import InvalidId, validate_deployment_id
@@ -28,13 +29,31 @@ from processor.registry import (
     resolve_resume_deployment,
 )
 from processor.retry import RetryPolicy
-from processor.status import Status
+from processor.state_machine.types import Event
+from processor.status import InvocationView, Status
 
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 10_000
 STATUSES = {s.value for s in Status}
 
 MetricsRenderer = Callable[[], Awaitable[tuple[bytes, str]]]
+
+# The state-changing verbs of SPEC §3; resume is built in `run_verb` (it resolves a deployment).
+VERB_COMMANDS: dict[str, Callable[[str, str], Command]] = {
+    "pause": Pause,
+    "cancel": Cancel,
+    "kill": Kill,
+    "purge": Purge,
+}
+VERBS = ("pause", "resume", "cancel", "kill", "purge")
+
+
+def check_statuses(statuses: Sequence[str] | None) -> None:
+    unknown = [s for s in statuses or () if s not in STATUSES]
+    if unknown:
+        raise ApiError(
+            400, f"unknown status {unknown[0]!r}; accepted: {', '.join(sorted(STATUSES))}"
+        )
 
 
 def deployment_json(d: Deployment) -> dict[str, Any]:
@@ -57,11 +76,8 @@ class AdminApi:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[error_middleware])
         r = app.router
-        r.add_patch("/invocations/{id}/pause", self._verb(Pause))
-        r.add_patch("/invocations/{id}/cancel", self._verb(Cancel))
-        r.add_patch("/invocations/{id}/kill", self._verb(Kill))
-        r.add_patch("/invocations/{id}/purge", self._verb(Purge))
-        r.add_patch("/invocations/{id}/resume", self.resume)
+        for verb in VERBS:
+            r.add_patch(f"/invocations/{{id}}/{verb}", self._verb(verb))
         r.add_get("/invocations", self.list_invocations)
         r.add_get("/invocations/{id}", self.describe)
         r.add_post("/deployments", self.register)
@@ -71,53 +87,77 @@ class AdminApi:
         r.add_get("/metrics", self.render_metrics)
         return app
 
-    def _verb(
-        self, command: Callable[[str, str], Command]
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def _verb(self, verb: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
-            invocation_id = parse_id(request.match_info["id"])
-            partition = self.router.for_id(invocation_id)
-            reply = await partition.propose(lambda rid: command(invocation_id, rid))
+            option = request.query.get("deployment", "keep")
+            reply = await self.run_verb(verb, request.match_info["id"], option)
             return web.json_response(reply.body, status=reply.code)
 
         return handle
 
-    async def resume(self, request: web.Request) -> web.Response:
-        invocation_id = parse_id(request.match_info["id"])
-        option = request.query.get("deployment", "keep")
+    async def run_verb(self, verb: str, raw_id: str, deployment: str = "keep") -> Reply:
+        """Validate and propose `verb` (pause, resume, cancel, kill, purge) for one invocation.
+
+        The one code path of every state-changing verb, for the JSON routes and the web UI alike.
+        Raises ApiError (nothing appended) for a malformed id or a deployment option that does not
+        resolve; otherwise answers with the state machine's `Reply`. `deployment` is only read by
+        resume.
+        """
+        invocation_id = parse_id(raw_id)
         partition = self.router.for_id(invocation_id)
+        if verb != "resume":
+            command = VERB_COMMANDS.get(verb)
+            if command is None:
+                raise ApiError(400, f"unknown verb {verb!r}; accepted: {', '.join(VERBS)}")
+            return await partition.propose(lambda rid: command(invocation_id, rid))
         target = ResumeTarget(None, None)
-        if option != "keep":
+        if deployment != "keep":
             view = await partition.get_view(invocation_id)
             if view is None:
                 raise ApiError(404, f"invocation {invocation_id} not found")
-            resolved = resolve_resume_deployment(view, option, self.registry, self.default_policy)
+            resolved = resolve_resume_deployment(
+                view, deployment, self.registry, self.default_policy
+            )
             if isinstance(resolved, ResumeRejected):
                 raise ApiError(resolved.code, resolved.message)
             target = resolved
-        reply = await partition.propose(
+        return await partition.propose(
             lambda rid: Resume(invocation_id, target.deployment_id, target.retry_policy, rid)
         )
-        return web.json_response(reply.body, status=reply.code)
 
     async def list_invocations(self, request: web.Request) -> web.Response:
         q = request.query
-        statuses = None
-        if q.get("status"):
-            statuses = [s.strip() for s in q["status"].split(",") if s.strip()]
-            unknown = [s for s in statuses if s not in STATUSES]
-            if unknown:
-                raise ApiError(
-                    400,
-                    f"unknown status {unknown[0]!r}; accepted: {', '.join(sorted(STATUSES))}",
-                )
+        statuses = [s.strip() for s in q.get("status", "").split(",") if s.strip()] or None
+        check_statuses(statuses)
         try:
             limit = int(q.get("limit", DEFAULT_LIST_LIMIT))
         except ValueError:
             raise ApiError(400, f"bad ?limit={q.get('limit')!r}: expected an integer") from None
+        views = await self.query_invocations(
+            service=q.get("service") or None,
+            handler=q.get("handler") or None,
+            statuses=statuses,
+            deployment=q.get("deployment") or None,
+            limit=limit,
+        )
+        return web.json_response({"invocations": [invocation_summary(v) for v in views]})
+
+    async def query_invocations(
+        self,
+        *,
+        service: str | None = None,
+        handler: str | None = None,
+        statuses: Sequence[str] | None = None,
+        deployment: str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> list[InvocationView]:
+        """Invocations of every partition matching the filters, newest first, at most `limit`.
+
+        Raises ApiError(400) for an unknown status, a malformed deployment id or a bad limit.
+        """
+        check_statuses(statuses)
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ApiError(400, f"?limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
-        deployment = q.get("deployment") or None
         if deployment is not None:
             try:
                 validate_deployment_id(deployment)
@@ -126,8 +166,8 @@ class AdminApi:
         per_partition = await asyncio.gather(
             *(
                 p.list_invocations(
-                    service=q.get("service") or None,
-                    handler=q.get("handler") or None,
+                    service=service,
+                    handler=handler,
                     statuses=statuses,
                     deployment=deployment,
                     limit=limit,
@@ -135,15 +175,17 @@ class AdminApi:
                 for p in self.router.partitions
             )
         )
-        views = sorted(
+        return sorted(
             (v for chunk in per_partition for v in chunk),
             key=lambda v: (v.created_at, v.id),
             reverse=True,
         )[:limit]
-        return web.json_response({"invocations": [invocation_summary(v) for v in views]})
 
-    async def describe(self, request: web.Request) -> web.Response:
-        invocation_id = parse_id(request.match_info["id"])
+    async def invocation_with_history(
+        self, raw_id: str
+    ) -> tuple[InvocationView, list[JournalRow], list[Event]]:
+        """The view, journal and events of one invocation; ApiError 400 malformed, 404 unknown."""
+        invocation_id = parse_id(raw_id)
         partition = self.router.for_id(invocation_id)
         view = await partition.get_view(invocation_id)
         if view is None:
@@ -151,6 +193,10 @@ class AdminApi:
         journal, events = await asyncio.gather(
             partition.get_journal(invocation_id), partition.get_events(invocation_id)
         )
+        return view, journal, events
+
+    async def describe(self, request: web.Request) -> web.Response:
+        view, journal, events = await self.invocation_with_history(request.match_info["id"])
         return web.json_response(invocation_detail(view, journal, events))
 
     async def register(self, request: web.Request) -> web.Response:
@@ -159,13 +205,17 @@ class AdminApi:
         except ValueError:
             raise ApiError(400, 'the body must be JSON like {"uri": "http://host:port"}') from None
         uri = body.get("uri") if isinstance(body, dict) else None
+        deployment, created = await self.register_uri(uri)
+        return web.json_response(deployment_json(deployment), status=201 if created else 200)
+
+    async def register_uri(self, uri: object) -> tuple[Deployment, bool]:
+        """Discover and store the deployment at `uri`: (deployment, created); ApiError(400)."""
         if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
             raise ApiError(400, f'"uri" must be an http(s) URL, got {uri!r}')
         try:
-            deployment, created = await self.registry.register(uri)
+            return await self.registry.register(uri)
         except RegistrationError as exc:
             raise ApiError(400, str(exc)) from None
-        return web.json_response(deployment_json(deployment), status=201 if created else 200)
 
     async def list_deployments(self, request: web.Request) -> web.Response:
         return web.json_response(
