@@ -99,6 +99,7 @@ def kind_of(command: InvocationCommand) -> Kind:
 class Cell:
     handler: Handler
     to: frozenset[Status | None] = frozenset()  # statuses after the command; empty = unchanged
+    code: int | None = None  # the answer of a rejection cell
 
     def allows(self, before: Status | None, after: Status | None) -> bool:
         return after in self.to if self.to else after == before
@@ -109,7 +110,7 @@ def go(handler: Handler, *to: Status | None) -> Cell:
 
 
 def no(code: int, advice: str) -> Cell:
-    return Cell(reject(code, advice))
+    return Cell(reject(code, advice), code=code)
 
 
 NOT_FOUND = None
