@@ -46,7 +46,8 @@ class FileLog(LogBase):
 
     `fsync_count` counts the fsyncs issued (tests use it to see group commit batch). `sync_fn`
     replaces `os.fdatasync` (tests inject failures). `readonly=True` neither locks nor modifies
-    anything: a torn tail is ignored rather than cut, so it works beside a running writer.
+    anything: a torn tail is left in place and only reported in `torn_tail_bytes` (beside a
+    running writer it is usually a record being written), so it works beside a running writer.
     """
 
     def __init__(
@@ -83,6 +84,8 @@ class FileLog(LogBase):
             raise
         self._firsts = [s.first_lsn for s in self._segments]
         self._last_ts = recovered.last_ts
+        # bytes of a torn tail found on open: cut (with a warning) or, read-only, left alone
+        self.torn_tail_bytes = recovered.ignored_tail
         self._first = self._segments[0].first_lsn if self._segments else 1
         self._tail = self._segments[-1].last_lsn if self._segments else 0
         self._next_lsn = self._tail + 1

@@ -30,6 +30,7 @@ logger = structlog.get_logger("log")
 class Recovered:
     segments: list[Segment]
     last_ts: int
+    ignored_tail: int  # bytes of a torn tail left in place (read-only) or cut (writable)
 
 
 def list_segment_files(directory: Path) -> list[tuple[int, Path]]:
@@ -65,6 +66,7 @@ def recover(directory: Path, *, writable: bool) -> Recovered:
     """Open and verify all segments of `directory` (sorted by first LSN)."""
     segments: list[Segment] = []
     last_ts = 0
+    ignored_tail = 0
     files = list_segment_files(directory)
     try:
         for i, (first, path) in enumerate(files):
@@ -95,19 +97,21 @@ def recover(directory: Path, *, writable: bool) -> Recovered:
 
                     raise _corrupt(path, result.valid_end, result.last_lsn + 1, result.problem, why)
                 dropped = result.file_size - result.valid_end
-                logger.warning(
-                    "log_torn_tail_dropped" if writable else "log_torn_tail_ignored",
-                    segment=str(path),
-                    bytes_dropped=dropped,
-                    at_offset=result.valid_end,
-                    last_valid_lsn=result.last_lsn,
-                    reason=result.problem,
-                    message=(
-                        f"torn tail after a crash: {'dropped' if writable else 'ignoring'} "
-                        f"{dropped} bytes at the end of {path.name} ({result.problem}); the "
-                        f"last intact record is LSN {result.last_lsn}"
-                    ),
-                )
+                ignored_tail = dropped
+                if writable:  # read-only openers (dump beside a live writer) report it instead
+                    logger.warning(
+                        "log_torn_tail_dropped",
+                        segment=str(path),
+                        bytes_dropped=dropped,
+                        at_offset=result.valid_end,
+                        last_valid_lsn=result.last_lsn,
+                        reason=result.problem,
+                        message=(
+                            f"torn tail after a crash: dropped {dropped} bytes at the end of "
+                            f"{path.name} ({result.problem}); the last intact record is LSN "
+                            f"{result.last_lsn}"
+                        ),
+                    )
                 if writable:
                     os.ftruncate(seg.fd, result.valid_end)
                     os.fsync(seg.fd)
@@ -119,4 +123,4 @@ def recover(directory: Path, *, writable: bool) -> Recovered:
         for seg in segments:
             os.close(seg.fd)
         raise
-    return Recovered(segments, last_ts)
+    return Recovered(segments, last_ts, ignored_tail)

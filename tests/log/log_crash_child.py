@@ -1,6 +1,6 @@
 """Child process for the crash test: appends forever with fsync=always, printing each acked LSN.
 
-    python log_crash_child.py <log dir>
+    python -m tests.log.log_crash_child <log dir>     (from the repository root)
 
 Payloads are derived from their LSN (LSNs are assigned in call order), so the parent can check
 every record after it kills this process with SIGKILL.
@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from log_helpers import payload_for
-
 from log import open_log
+from tests.log.log_helpers import payload_for
 
 
 async def main(directory: str) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import LogFactory
-from log_helpers import SteppingClock, payload_for
 
 from log import Log, LogClosed, Record, TrimmedError, follow
+from tests.log.log_helpers import LogFactory, SteppingClock, payload_for
 
 
 async def fill(log: Log, count: int) -> list[int]:
@@ -181,19 +180,3 @@ async def test_concurrent_appenders_get_distinct_gap_free_lsns(logs: LogFactory)
     assert all(acked[r.lsn] == r.payload for r in records)
     for result in results:  # each appender's own records are in its call order
         assert [lsn for lsn, _ in result] == sorted(lsn for lsn, _ in result)
-
-
-async def test_reopened_log_keeps_records_and_continues_lsns(logs: LogFactory) -> None:
-    if not logs.durable:
-        pytest.skip("only a durable log survives a reopen")
-    clock = SteppingClock(10_000)
-    log = logs.open(clock=clock)
-    await fill(log, 10)
-    await log.close()
-    clock.set(5_000)  # the wall clock went backwards across the restart
-    log = logs.open(clock=clock)
-    assert log.tail() == 10
-    assert await log.append(b"eleven") == 11
-    records = [r async for r in log.read(1)]
-    assert [r.payload for r in records[:10]] == [payload_for(i) for i in range(1, 11)]
-    assert records[-1].timestamp_ms == 10_000

@@ -13,21 +13,21 @@ import time
 from pathlib import Path
 
 import pytest
-from log_helpers import payload_for
 
 from log import open_log
+from tests.log.log_helpers import payload_for
 
-CHILD = Path(__file__).with_name("log_crash_child.py")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_child_and_kill(directory: Path, rng: random.Random) -> tuple[int, list[int]]:
     """Start the appender, SIGKILL it at a random moment; return (tail at start, acked LSNs)."""
     child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(directory)],
+        [sys.executable, "-m", "tests.log.log_crash_child", str(directory)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=CHILD.parent,
+        cwd=REPO,
     )
     assert child.stdout is not None
     first = child.stdout.readline()
