@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -38,17 +38,23 @@ class DeploymentProcess:
     """A deployment script run as a separate process on a fixed loopback port."""
 
     def __init__(
-        self, script: Path, args: Sequence[str], workdir: Path, env: dict[str, str] | None = None
+        self,
+        script: Path,
+        args: Sequence[str],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         self.script = script
         self.args = list(args)
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        self.port = free_port()
+        self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.output = workdir / f"{script.stem}-{self.port}.out"
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> str:
+        offset = self.output.stat().st_size if self.output.exists() else 0
         with self.output.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; no waiting here
                 [sys.executable, str(self.script), "--port", str(self.port), *self.args],
@@ -58,7 +64,7 @@ class DeploymentProcess:
             )
         needle = f"listening on {self.uri}"
         deadline = time.monotonic() + 20
-        while needle not in self.output.read_text(errors="replace"):
+        while needle not in self.output.read_bytes()[offset:].decode(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(
                     f"{self.script.name} did not start:\n{self.output.read_text(errors='replace')}"
@@ -83,9 +89,13 @@ class DeploymentProcess:
 
 @asynccontextmanager
 async def deployment(
-    script: Path, *args: str, workdir: Path, env: dict[str, str] | None = None
+    script: Path,
+    *args: str,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> AsyncIterator[DeploymentProcess]:
-    process = DeploymentProcess(script, args, workdir, env)
+    process = DeploymentProcess(script, args, workdir, env, port)
     await process.start()
     try:
         yield process
@@ -93,10 +103,12 @@ async def deployment(
         process.stop()
 
 
-def ledger_lines(path: Path) -> list[str]:
+def ledger_lines(path: Path, invocation_id: str | None = None) -> list[str]:
+    """The steps that really ran, in order (of one invocation when given)."""
     if not path.exists():
         return []
-    return [line.split(" ", 1)[1] for line in path.read_text().splitlines() if " " in line]
+    lines = [line.split(" ", 1) for line in path.read_text().splitlines() if " " in line]
+    return [step for inv, step in lines if invocation_id in (None, inv)]
 
 
 class Env:
@@ -144,6 +156,18 @@ class Env:
         except AssertionError as exc:
             view = await self.view(inv)
             raise AssertionError(f"{exc}; it is {view.status.value}: {view}") from None
+        return await self.view(inv)
+
+    async def wait_view(
+        self, inv: str, predicate: Callable[[InvocationView], bool], what: str, limit_s: float = 15
+    ) -> InvocationView:
+        async def check() -> bool:
+            return predicate(await self.view(inv))
+
+        try:
+            await eventually(check, limit_s, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the invocation is {await self.view(inv)}") from None
         return await self.view(inv)
 
     async def journal_kinds(self, inv: str) -> list[str]:
