@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from log import FileLog, open_log
 from processor.actions import Action, Reply
 from processor.commands import AttemptEntry, AttemptFailed, Command, TimerFired
 from processor.runner import LogReader, LogRecord, Runner
@@ -217,12 +218,10 @@ def _live_snapshot(path: str) -> Iterator[tuple[sqlite3.Connection, int, str]]:
         conn.close()
 
 
-async def open_log_readonly(path: str | Path) -> Any:
-    """Open a log directory for reading only: no writer lock, so a running daemon is not
-    disturbed (the log package's read-only mode)."""
-    from log import open_log
-
-    return await open_log(Path(path), read_only=True)
+def open_log_readonly(path: str | Path) -> FileLog:
+    """Open a log directory for reading only: it takes no writer lock, so this works while a
+    daemon has the log open."""
+    return open_log(Path(path), readonly=True)
 
 
 def _check_paths(out: str | Path | None, live_state: str | Path | None) -> None:

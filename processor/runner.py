@@ -15,6 +15,7 @@ must be rebuilt (which is what a restart does: it resumes at `applied_lsn + 1`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -161,10 +162,44 @@ class Runner:
         return limit if self.until_lsn is None else min(limit, self.until_lsn)
 
     async def catch_up(self) -> int:
-        """Apply every record up to the log's current tail (or `until_lsn`); returns applied_lsn."""
+        """Apply every record up to the log's current tail (or `until_lsn`); returns applied_lsn.
+
+        Pipelined: batch N+1 is read, decoded, loaded (from the reader connection, overlaid with
+        batch N's views) and applied while batch N's transaction runs on the writer thread. Batch
+        N's actions still reach the sink only after its COMMIT, and before batch N+1's."""
         await self.start()
-        while self.applied_lsn < self._limit():
-            await self.step()
+        pending: list[_Batch] = []  # batches whose write was started, oldest first
+        stop: BaseException | None = None
+        try:
+            while stop is None:
+                read_from = pending[-1].last_lsn if pending else self.applied_lsn
+                if read_from >= self._limit():
+                    break
+                batch = await self._prepare(read_from, pending[-1] if pending else None)
+                if batch is None:
+                    break
+                stop = batch.stop
+                if batch.applied:
+                    batch.commit = self.store.start_write(batch.writes)
+                    pending.append(batch)
+                while len(pending) > 1 or (pending and stop is not None):
+                    await self._finish(pending[0])
+                    pending.pop(0)
+            while pending:
+                await self._finish(pending[0])
+                pending.pop(0)
+        except BaseException as exc:
+            # Cancelled or failed while writes were queued: wait for each one's outcome so the
+            # runner's applied_lsn matches the store (later writes are refused after a failure).
+            with anyio.CancelScope(shield=True):
+                for batch in pending:
+                    await self._settle(batch)
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                self._fail(exc)
+            raise
+        if stop is not None:
+            self._fail(stop)
+            raise stop
         return self.applied_lsn
 
     async def run(self) -> None:
@@ -177,24 +212,38 @@ class Runner:
             await self.log.wait_beyond(self.applied_lsn)
 
     async def step(self) -> int:
-        """Read, apply and commit one batch; returns the number of records applied."""
+        """Read, apply and commit one batch (not pipelined); returns the records applied."""
+        await self.start()
+        batch = None
         try:
-            return await self._step()
+            batch = await self._prepare(self.applied_lsn, None)
+            if batch is None:
+                return 0
+            if batch.applied:
+                batch.commit = self.store.start_write(batch.writes)
+                await self._finish(batch)
+            if batch.stop is not None:
+                raise batch.stop
+            return batch.applied
         except BaseException as exc:
             if not isinstance(exc, anyio.get_cancelled_exc_class()):
                 self._fail(exc)
             raise
 
-    async def _step(self) -> int:
+    async def _prepare(self, after_lsn: int, previous: _Batch | None) -> _Batch | None:
+        """Read the records after `after_lsn`, apply them in memory and fold their writes.
+
+        `previous` is the batch whose write may still be running: its views are newer than both
+        the cache and the reader connection, so they take precedence."""
         began = time.perf_counter()
         max_records = self.batch_size
         if self.until_lsn is not None:
-            max_records = min(max_records, self.until_lsn - self.applied_lsn)
+            max_records = min(max_records, self.until_lsn - after_lsn)
         if max_records <= 0:
-            return 0
-        records = list(await self.log.read_batch(self.applied_lsn + 1, max_records))
+            return None
+        records = list(await self.log.read_batch(after_lsn + 1, max_records))
         if not records:
-            return 0
+            return None
         commands: list[Command] = []
         stop: BaseException | None = None
         for rec in records:
@@ -203,15 +252,18 @@ class Runner:
             except CodecError as exc:
                 stop = RunnerError(f"partition stopped: {exc}")
                 break
-        records = records[: len(commands)]
 
         views: dict[str, InvocationView | None] = {}
         missing: list[str] = []
         cache = self.cache
+        newer = previous.views if previous is not None else {}
         for cmd in commands:
             if type(cmd) is not AnnounceLeader:
                 inv = cmd.invocation_id  # type: ignore[union-attr]
                 if inv not in views:
+                    if inv in newer:
+                        views[inv] = newer[inv]
+                        continue
                     view = cache.get(inv)
                     views[inv] = view
                     if view is None:
@@ -223,7 +275,7 @@ class Runner:
         actions: list[Action] = []
         hook = self.on_command
         applied = 0
-        for rec, cmd in zip(records, commands, strict=True):
+        for rec, cmd in zip(records, commands, strict=False):
             inv = "" if type(cmd) is AnnounceLeader else cmd.invocation_id  # type: ignore[union-attr]
             before = views.get(inv)
             try:
@@ -245,26 +297,74 @@ class Runner:
             if hook is not None:
                 hook(rec, cmd, before, t)
             applied += 1
+        last_lsn = records[applied - 1].lsn if applied else after_lsn
+        writes.applied_lsn = last_lsn
+        return _Batch(applied, last_lsn, writes, views, actions, stop, began)
 
-        if applied:
-            writes.applied_lsn = records[applied - 1].lsn
-            # Shielded: once the write is handed to the DB thread it commits or fails there; a
-            # cancelled caller must not leave the cache and applied_lsn behind the store.
-            with anyio.CancelScope(shield=True):
-                await self.store.write_batch(writes)
-            cache.update(views)
-            self.applied_lsn = writes.applied_lsn
-            if writes.leader_epoch is not None:
-                self.leader_epoch = writes.leader_epoch
-            self.records_applied += applied
-            if self.on_batch is not None:
-                self.on_batch(applied, time.perf_counter() - began)
-            self._notify()
-            if self.sink is not None and actions:
-                await self.sink(actions)
-        if stop is not None:
-            raise stop
-        return applied
+    async def _settle(self, batch: _Batch) -> bool:
+        """Wait for the batch's COMMIT and account for it (once); False if the write failed."""
+        assert batch.commit is not None
+        try:
+            await batch.commit
+        except Exception:
+            return False
+        if batch.settled:
+            return True
+        batch.settled = True
+        self.cache.update(batch.views)
+        self.applied_lsn = batch.last_lsn
+        if batch.writes.leader_epoch is not None:
+            self.leader_epoch = batch.writes.leader_epoch
+        self.records_applied += batch.applied
+        self._notify()
+        return True
+
+    async def _finish(self, batch: _Batch) -> None:
+        """COMMIT → applied_lsn → waiters → sink, for one batch, in that order."""
+        assert batch.commit is not None
+        # Shielded: the transaction commits or fails in the writer thread whatever happens here;
+        # a cancelled caller must not leave applied_lsn and the cache behind the store.
+        with anyio.CancelScope(shield=True):
+            await batch.commit  # raises the write's error: fatal for this runner
+            await self._settle(batch)
+        if self.on_batch is not None:
+            self.on_batch(batch.applied, time.perf_counter() - batch.began)
+        if self.sink is not None and batch.actions:
+            await self.sink(batch.actions)
+
+
+class _Batch:
+    __slots__ = (
+        "actions",
+        "applied",
+        "began",
+        "commit",
+        "last_lsn",
+        "settled",
+        "stop",
+        "views",
+        "writes",
+    )
+
+    def __init__(
+        self,
+        applied: int,
+        last_lsn: int,
+        writes: BatchWrites,
+        views: dict[str, InvocationView | None],
+        actions: list[Action],
+        stop: BaseException | None,
+        began: float,
+    ) -> None:
+        self.applied = applied
+        self.last_lsn = last_lsn
+        self.writes = writes
+        self.views = views
+        self.actions = actions
+        self.stop = stop
+        self.began = began
+        self.commit: asyncio.Future[None] | None = None
+        self.settled = False
 
 
 async def drop_actions(actions: list[Action]) -> None:

@@ -45,7 +45,7 @@ async def _run(
     from processor.replay import open_log_readonly
     from processor.replay import replay as run_replay
 
-    log = await open_log_readonly(log_dir)
+    log = open_log_readonly(log_dir)
     try:
         return await run_replay(
             log,

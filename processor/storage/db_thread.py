@@ -23,6 +23,7 @@ class DbThread:
     def __init__(self, name: str = "sqlite") -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
 
     def _open(self, path: str) -> None:
         # isolation_level=None: autocommit; transactions are explicit BEGIN ... COMMIT.
@@ -33,8 +34,12 @@ class DbThread:
             raise RuntimeError("the database connection is closed")
         return fn(self._conn)
 
-    def open_sync(self, path: str) -> None:
+    def open_sync(
+        self, path: str, setup: Callable[[sqlite3.Connection], None] | None = None
+    ) -> None:
         self._executor.submit(self._open, path).result()
+        if setup is not None:
+            self.call_sync(setup)
 
     def call_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` in the DB thread and block for the result (startup and tools only)."""
@@ -42,8 +47,17 @@ class DbThread:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` in the DB thread; one thread hop however much SQL `fn` runs."""
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue `fn(conn)` now (jobs run in submission order); await the future for its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        return loop.run_in_executor(self._executor, self._call, fn)
+
+    def submit_detached(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        """Queue `fn(conn)` without waiting for it (background maintenance such as checkpoints);
+        callable from any thread. Its errors are dropped: it must not matter whether it ran."""
+        self._executor.submit(self._call, fn)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -51,6 +65,10 @@ class DbThread:
             self._conn = None
 
     def close(self) -> None:
+        """Close the connection and stop the thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._executor.submit(self._close).result()
         finally:

@@ -25,6 +25,17 @@ def _rows(conn: sqlite3.Connection, table: str, pk: tuple[str, ...]) -> sqlite3.
 
 
 def digest_conn(conn: sqlite3.Connection) -> str:
+    """The digest of the state `conn` sees, read in one transaction (a consistent snapshot)."""
+    if conn.in_transaction:
+        return _digest(conn)
+    conn.execute("BEGIN")
+    try:
+        return _digest(conn)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _digest(conn: sqlite3.Connection) -> str:
     h = hashlib.sha256()
     pack = msgpack.Packer(use_bin_type=True).pack
     for table, pk in STATE_TABLES:

@@ -1,13 +1,20 @@
 """The partition's state store: batch load of views, batch write of a folded batch, read queries.
 
-Every method is one hop to the partition's DB thread (`DbThread`): the runner's batch write is a
-single function that runs BEGIN, a handful of `executemany` calls, the new `applied_lsn`, and
-COMMIT there, so there is no SQLite round-trip per command. Reads for the APIs run on the same
-thread and therefore always see a committed batch, never half of one.
+Three connections, each owned by its own thread (`DbThread`), each method one hop:
+- the writer: the runner's batch write is a single function that runs BEGIN, a handful of
+  `executemany` calls, the new `applied_lsn` and COMMIT there, so there is no SQLite round-trip per
+  command;
+- the reader: view loads and the API queries. In WAL mode it reads the last committed batch while
+  the writer writes the next one, which lets the runner prepare batch N+1 while batch N commits.
+  It never sees half a batch;
+- the checkpointer: the writer's automatic checkpoint (an fsync of the database file inside some
+  unlucky COMMIT) is turned off, and a PASSIVE checkpoint runs here instead every few batches, off
+  the writer's path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,12 +34,17 @@ from processor.storage.view_codec import decode_view, encode_view
 
 JournalRow = tuple[int, dict[str, Any], int]  # (index, entry, appended_at)
 _LOAD_CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
+_CHECKPOINT_EVERY_ROWS = 20_000  # rows written between background checkpoints
 _TIMER_KINDS = {k.value: k for k in TimerKind}
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
 def _unpack(blob: bytes) -> Any:
     return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+
+
+class StoreWriteFailed(RuntimeError):
+    """A batch write was refused because an earlier one failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,36 +172,62 @@ def _read_partition(conn: sqlite3.Connection) -> PartitionRow:
     return PartitionRow(int(row[0]), int(row[1]))
 
 
+def _configure_writer(path: str) -> Callable[[sqlite3.Connection], None]:
+    def setup(conn: sqlite3.Connection) -> None:
+        configure(conn)
+        migrate(conn, path)
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
+
+    return setup
+
+
+def _configure_reader(conn: sqlite3.Connection) -> None:
+    configure(conn)
+    conn.execute("PRAGMA query_only=1")
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 class Store:
     """A partition's state store. Open with `await Store.open(path)`; close with `close()`."""
 
-    def __init__(self, path: str, db: DbThread) -> None:
+    def __init__(self, path: str, writer: DbThread, reader: DbThread, ckpt: DbThread) -> None:
         self.path = path
-        self._db = db
+        self._writer = writer
+        self._reader = reader
+        self._ckpt = ckpt
+        self._rows_since_checkpoint = 0
+        self._write_failure: BaseException | None = None
         # Called inside the batch transaction right before COMMIT (tests use it to crash there).
         self.before_commit: Callable[[], None] | None = None
 
     @classmethod
     async def open(cls, path: str | Path, *, thread_name: str = "sqlite") -> Store:
+        """Open (creating and migrating if needed) the store at `path` (a file: the reader and
+        the checkpointer need their own connections to it)."""
         path = str(path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = DbThread(thread_name)
-
-        def setup(conn: sqlite3.Connection) -> None:
-            configure(conn)
-            migrate(conn, path)
-
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        threads: list[DbThread] = []
         try:
-            db.open_sync(path)
-            await db.run(setup)
+            for role, setup in (
+                ("w", _configure_writer(path)),
+                ("r", _configure_reader),
+                ("c", configure),
+            ):
+                thread = DbThread(f"{thread_name}-{role}")
+                threads.append(thread)
+                thread.open_sync(path, setup)
         except BaseException:
-            db.close()
+            for thread in threads:
+                thread.close()
             raise
-        return cls(path, db)
+        return cls(path, *threads)
 
     def close(self) -> None:
-        self._db.close()
+        for thread in (self._writer, self._reader, self._ckpt):
+            thread.close()
 
     async def __aenter__(self) -> Store:
         return self
@@ -200,18 +238,43 @@ class Store:
     # --- the runner's side ---------------------------------------------------------------------
 
     async def partition(self) -> PartitionRow:
-        return await self._db.run(_read_partition)
+        return await self._reader.run(_read_partition)
 
     async def load_views(self, ids: Sequence[str]) -> dict[str, InvocationView]:
-        """The stored views of `ids` (absent ids are simply missing), in one hop."""
-        return await self._db.run(lambda conn: _load_views(conn, ids))
+        """The committed views of `ids` (absent ids are simply missing), in one hop."""
+        return await self._reader.run(lambda conn: _load_views(conn, ids))
+
+    def start_write(self, writes: BatchWrites) -> asyncio.Future[None]:
+        """Queue the batch's transaction on the writer thread now; await the future for COMMIT.
+
+        Batches are written in the order they are started."""
+        hook = self.before_commit
+        rows = len(writes.views)
+
+        def write(conn: sqlite3.Connection) -> None:
+            # Batches are queued ahead; once one fails, the ones behind it must not commit (the
+            # store would skip the failed batch's records).
+            if self._write_failure is not None:
+                raise StoreWriteFailed(
+                    f"an earlier batch write failed ({self._write_failure!r}); reopen the store"
+                )
+            try:
+                write_batch_sync(conn, writes, hook)
+            except BaseException as exc:
+                self._write_failure = exc
+                raise
+            self._rows_since_checkpoint += rows
+            if self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS:
+                self._rows_since_checkpoint = 0
+                self._ckpt.submit_detached(_checkpoint)
+
+        return self._writer.submit(write)
 
     async def write_batch(self, writes: BatchWrites) -> None:
-        hook = self.before_commit
-        await self._db.run(lambda conn: write_batch_sync(conn, writes, hook))
+        await self.start_write(writes)
 
     async def digest(self) -> str:
-        return await self._db.run(digest_conn)
+        return await self._reader.run(digest_conn)
 
     # --- read queries for the APIs and the leader ----------------------------------------------
 
@@ -227,7 +290,7 @@ class Store:
             )
             return [(idx, _unpack(entry), at) for idx, entry, at in cur]
 
-        return await self._db.run(q)
+        return await self._reader.run(q)
 
     async def get_events(self, invocation_id: str) -> list[Event]:
         def q(conn: sqlite3.Connection) -> list[Event]:
@@ -237,7 +300,7 @@ class Store:
             )
             return [Event(seq, kind, at, _unpack(data)) for seq, kind, at, data in cur]
 
-        return await self._db.run(q)
+        return await self._reader.run(q)
 
     async def list_invocations(
         self,
@@ -272,7 +335,7 @@ class Store:
         def q(conn: sqlite3.Connection) -> list[InvocationView]:
             return [decode_view(blob) for (blob,) in conn.execute(sql, args)]
 
-        return await self._db.run(q)
+        return await self._reader.run(q)
 
     async def completed_before(self, cutoff_ms: int, limit: int) -> list[str]:
         """Ids of invocations completed before `cutoff_ms`, oldest first (the retention cleaner)."""
@@ -285,14 +348,14 @@ class Store:
             )
             return [str(inv) for (inv,) in cur]
 
-        return await self._db.run(q)
+        return await self._reader.run(q)
 
     async def count_by_status(self) -> dict[str, int]:
         def q(conn: sqlite3.Connection) -> dict[str, int]:
             cur = conn.execute("SELECT status, COUNT(*) FROM invocations GROUP BY status")
             return {status: int(n) for status, n in cur}
 
-        return await self._db.run(q)
+        return await self._reader.run(q)
 
     async def all_timers(self) -> list[TimerRow]:
         """Every stored timer, earliest first (the leader loads them when it takes over)."""
@@ -306,7 +369,7 @@ class Store:
                 TimerRow(inv, TimerKey(_TIMER_KINDS[kind], key), at) for inv, kind, key, at in cur
             ]
 
-        return await self._db.run(q)
+        return await self._reader.run(q)
 
     async def running_invocations(self) -> list[InvocationView]:
         """Every `running` invocation (a new leader starts an attempt for each)."""
@@ -319,4 +382,4 @@ class Store:
         def q(conn: sqlite3.Connection) -> list[InvocationView]:
             return [decode_view(blob) for (blob,) in conn.execute(sql, params)]
 
-        return await self._db.run(q)
+        return await self._reader.run(q)

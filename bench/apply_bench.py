@@ -1,0 +1,247 @@
+"""Benchmark `apply`: the runner applying a realistic workload in follower mode, against SQLite.
+
+    python bench/apply_bench.py [--quick] [--json]        (also: processor bench apply)
+
+1. A seeded workload (bench/workload.py: invokes, entries, completions, failures with retries,
+   pauses/resumes, sleeps and timers, cancels, kills, purges) is written to a FileLog.
+2. The runner applies it with actions dropped: commands/s and the per-batch read→commit latency
+   (p50/p99).
+3. The same records through a naive baseline in the same run: one awaited aiosqlite call per SQL
+   statement, one transaction per command (what "just use aiosqlite" gives).
+4. `replay` rebuilds the same log into a fresh store: records/s.
+5. Peak RSS of child processes applying a small and a 10x larger happy-path log: memory must not
+   grow with history (the view cache is bounded, journals stay on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workload import WorkloadConfig, generate, simple
+
+from log import open_log
+from processor.codec import decode
+from processor.commands import AnnounceLeader
+from processor.replay import replay
+from processor.runner import Runner
+from processor.state_machine import apply
+from processor.state_machine.types import ApplyContext
+from processor.storage import BatchWrites, Store
+from processor.storage.store import write_batch_sync
+from processor.storage.view_codec import decode_view
+
+SUITE = "apply"
+
+
+def emit(metric: str, value: float, unit: str, as_json: bool, **extra: Any) -> None:
+    if as_json:
+        print(json.dumps({"suite": SUITE, "metric": metric, "value": value, "unit": unit, **extra}))
+    else:
+        rest = ""
+        if "baseline" in extra:
+            rest = f"  (baseline {extra['baseline']:,.1f}, ratio {extra['ratio']:.1f}x)"
+        print(f"{metric:<26} {value:>14,.1f} {unit:<4}{rest}")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def write_log(path: Path, payloads: Iterable[bytes]) -> int:
+    log = open_log(path, fsync="never")
+    chunk: list[bytes] = []
+    try:
+        for p in payloads:
+            chunk.append(p)
+            if len(chunk) == 1000:
+                await log.append_batch(chunk)
+                chunk = []
+        if chunk:
+            await log.append_batch(chunk)
+        return log.tail()
+    finally:
+        await log.close()
+
+
+async def apply_runner(log_dir: Path, db: Path) -> tuple[int, float, list[float]]:
+    latencies: list[float] = []
+    log = open_log(log_dir, readonly=True)
+    store = await Store.open(db)
+    try:
+        runner = Runner(log, store, on_batch=lambda n, s: latencies.append(s))
+        began = time.perf_counter()
+        await runner.catch_up()
+        return runner.records_applied, time.perf_counter() - began, latencies
+    finally:
+        store.close()
+        await log.close()
+
+
+class _Recorder:
+    """Stands in for a sqlite3 connection to list the statements of a batch write."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        self.statements.append((sql, tuple(args)))
+
+    def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        self.statements.extend((sql, tuple(r)) for r in rows)
+
+
+async def apply_naive(log_dir: Path, db: Path, limit: int) -> tuple[int, float]:
+    """One awaited aiosqlite call per statement, one transaction per command."""
+    import aiosqlite
+
+    (await Store.open(db)).close()  # the same schema
+    log = open_log(log_dir, readonly=True)
+    records = await log.read_batch(1, limit)
+    await log.close()
+    began = time.perf_counter()
+    async with aiosqlite.connect(db, isolation_level=None) as conn:
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        for rec in records:
+            cmd = decode(rec.payload, rec.lsn)
+            inv = "" if isinstance(cmd, AnnounceLeader) else cmd.invocation_id
+            view = None
+            if inv:
+                cur = await conn.execute("SELECT view FROM invocations WHERE id=?", (inv,))
+                row = await cur.fetchone()
+                view = decode_view(row[0]) if row else None
+            t = apply(view, cmd, ApplyContext(rec.lsn, rec.timestamp_ms))
+            w = BatchWrites(applied_lsn=rec.lsn)
+            w.add(inv, t)
+            rec_conn = _Recorder()
+            write_batch_sync(rec_conn, w)  # type: ignore[arg-type]
+            for sql, args in rec_conn.statements:
+                await conn.execute(sql, args)
+    return len(records), time.perf_counter() - began
+
+
+async def replay_speed(log_dir: Path) -> tuple[int, float]:
+    log = open_log(log_dir, readonly=True)
+    try:
+        result = await replay(log, log_name=str(log_dir))
+        return result.records, result.seconds
+    finally:
+        await log.close()
+
+
+def rss_child(log_dir: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        records, seconds, _ = asyncio.run(apply_runner(Path(log_dir), Path(tmp) / "state.db"))
+    print(json.dumps({"records": records, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
+
+
+def measure_rss(log_dir: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(log_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def main_async(quick: bool, as_json: bool) -> int:
+    invocations = 10_000 if quick else 100_000
+    baseline_records = 5_000 if quick else 20_000
+    rss_small, rss_large = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    params = {"invocations": invocations, "batch_size": 1000, "seed": 7}
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="apply-bench-") as tmp:
+        base = Path(tmp)
+        t0 = time.perf_counter()
+        total = await write_log(base / "log", generate(WorkloadConfig(invocations, seed=7)))
+        gen_s = time.perf_counter() - t0
+        if not as_json:
+            print(f"workload: {total:,} commands for {invocations:,} invocations ({gen_s:.1f} s)")
+        n, secs, lat = await apply_runner(base / "log", base / "state.db")
+        rate = n / secs
+        bn, bsecs = await apply_naive(base / "log", base / "naive.db", baseline_records)
+        brate = bn / bsecs
+        emit(
+            "commands_per_s",
+            round(rate, 1),
+            "1/s",
+            as_json,
+            baseline=round(brate, 1),
+            ratio=round(rate / brate, 2),
+            params={**params, "commands": n, "baseline_commands": bn},
+        )
+        p50, p99 = pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000
+        emit("batch_commit_p50_ms", round(p50, 3), "ms", as_json, params=params)
+        emit("batch_commit_p99_ms", round(p99, 3), "ms", as_json, params=params)
+        rn, rsecs = await replay_speed(base / "log")
+        emit("replay_records_per_s", round(rn / rsecs, 1), "1/s", as_json, params=params)
+        emit("peak_rss_mb", round(peak_rss_mb(), 1), "MB", as_json, params={"process": "bench"})
+
+        sizes = {}
+        for count in (rss_small, rss_large):
+            d = base / f"simple-{count}"
+            await write_log(d, simple(count, seed=3))
+            sizes[count] = measure_rss(d)
+        small_mb, large_mb = sizes[rss_small]["peak_rss_mb"], sizes[rss_large]["peak_rss_mb"]
+        emit(
+            "peak_rss_mb",
+            round(large_mb, 1),
+            "MB",
+            as_json,
+            baseline=round(small_mb, 1),
+            ratio=round(large_mb / small_mb, 3),
+            params={"invocations": rss_large, "baseline_invocations": rss_small},
+        )
+        if rate < 50_000:
+            failures.append(f"commands/s {rate:,.0f} < 50k")
+        if rate / brate < 20:
+            failures.append(f"ratio to baseline {rate / brate:.1f} < 20")
+        if p99 > 5.0:
+            failures.append(f"batch commit p99 {p99:.2f} ms > 5 ms")
+        if rn / rsecs < 50_000:
+            failures.append(f"replay {rn / rsecs:,.0f} records/s < 50k")
+        if large_mb > 1.5 * small_mb:
+            failures.append(f"peak RSS grows {large_mb / small_mb:.2f}x > 1.5x")
+    if not as_json:
+        print(f"median batch: {statistics.median(lat) * 1000:.2f} ms over {len(lat)} batches")
+        print("targets: " + ("all met" if not failures else "MISSED: " + "; ".join(failures)))
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(asyncio.run(main_async(args.quick, args.json)))
+
+
+if __name__ == "__main__":
+    main()
