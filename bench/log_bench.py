@@ -122,9 +122,7 @@ async def run(quick: bool, root: Path) -> list[Result]:
     progress(f"sequential read of {records} records ...")
     rate = await read_run(root / "read", records)
     results.append(
-        Result(
-            SUITE, "read_records_per_s", rate, "1/s", {"records": records, "record_bytes": 128}
-        )
+        Result(SUITE, "read_records_per_s", rate, "1/s", {"records": records, "record_bytes": 128})
     )
     return results
 
