@@ -1,0 +1,59 @@
+"""A partition's state is a function of its log: batch size, cache size and replay do not matter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from log import MemoryLog, open_log
+from processor.actions import Action
+from processor.replay import replay
+from processor.runner import Runner
+from processor.storage import Store
+
+from .conftest import StoreFactory, stepping_clock
+
+
+async def test_batch_sizes_1_7_and_1000_give_the_same_digest(
+    memlog: MemoryLog, open_store: StoreFactory
+) -> None:
+    digests = set()
+    for size in (1, 7, 1000):
+        store = await open_store(f"state-{size}.db")
+        runner = Runner(memlog, store, batch_size=size)
+        await runner.catch_up()
+        assert runner.applied_lsn == memlog.tail()
+        digests.add(await store.digest())
+    assert len(digests) == 1
+
+
+async def test_replaying_a_live_partitions_log_gives_the_live_digest(
+    payloads: list[bytes], tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "log"
+    live_log = open_log(log_dir, fsync="never", clock=stepping_clock())
+    live = await Store.open(tmp_path / "state.db")
+    executed: list[Action] = []
+
+    async def sink(actions: list[Action]) -> None:
+        executed.extend(actions)
+
+    try:
+        runner = Runner(live_log, live, sink=sink, batch_size=64)
+        # appended in uneven chunks while the live runner keeps up, as a leader would
+        for start in range(0, len(payloads), 97):
+            await live_log.append_batch(payloads[start : start + 97])
+            await runner.catch_up()
+        live_digest = await live.digest()
+        assert executed  # the live runner is a leader: it executed actions
+
+        reader = open_log(log_dir, readonly=True)  # beside the open writer
+        try:
+            result = await replay(reader, log_name=str(log_dir), live_state=tmp_path / "state.db")
+        finally:
+            await reader.close()
+    finally:
+        live.close()
+        await live_log.close()
+    assert result.records == len(payloads) == result.last_lsn
+    assert result.digest == live_digest == result.live_digest
+    assert result.verified is True and result.divergence is None
