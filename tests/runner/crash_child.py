@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
 
 from log import Record, open_log
 from processor.runner import Runner
@@ -33,7 +32,7 @@ async def main(log_dir: str, db: str, batch_size: int, crash_at: int | None) -> 
     first: list[int] = []
     read_batch = log.read_batch
 
-    async def spy(from_lsn: int, max_records: int) -> Sequence[Record]:
+    async def spy(from_lsn: int, max_records: int) -> list[Record]:
         if not first:
             first.append(from_lsn)
             print(f"first-read {from_lsn}", flush=True)
