@@ -17,11 +17,9 @@ from aiohttp import web
 
 from processor.ids import InvalidId, new_deployment_id, new_invocation_id, parse_invocation_id
 
-NOW = dt.datetime.now(dt.UTC)
-
-
 def iso(seconds_from_now: float) -> str:
-    moment = NOW + dt.timedelta(seconds=seconds_from_now)
+    # Relative to the moment of the call, not of the import: the suite may run for minutes.
+    moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
