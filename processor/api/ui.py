@@ -64,6 +64,7 @@ class Ui:
         self, request: web.Request, template: str, status: int = 200, **ctx: Any
     ) -> web.Response:
         base = str(request.app.router["index"].url_for())
+        ctx.setdefault("flash", None)
         html = self.env.get_template(template).render(base=base, now=fmt.now_ms(), **ctx)
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
