@@ -53,23 +53,37 @@ class DeploymentProcess:
         self.output = workdir / f"{script.stem}-{self.port}.out"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> str:
-        offset = self.output.stat().st_size if self.output.exists() else 0
+    def _launch(self) -> None:
+        self._offset = self.output.stat().st_size if self.output.exists() else 0
         with self.output.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; no waiting here
+            self.proc = subprocess.Popen(
                 [sys.executable, str(self.script), "--port", str(self.port), *self.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
             )
-        needle = f"listening on {self.uri}"
-        deadline = time.monotonic() + 20
-        while needle not in self.output.read_bytes()[offset:].decode(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.script.name} did not start:\n{self.output.read_text(errors='replace')}"
-                )
+        self._deadline = time.monotonic() + 30
+
+    def _listening(self) -> bool:
+        """Whether the process printed its "listening on" line; raise if it died or hangs."""
+        text = self.output.read_bytes()[self._offset :].decode(errors="replace")
+        if f"listening on {self.uri}" in text:
+            return True
+        assert self.proc is not None
+        if self.proc.poll() is not None or time.monotonic() > self._deadline:
+            raise AssertionError(f"{self.script.name} did not start:\n{text}")
+        return False
+
+    async def start(self) -> str:
+        self._launch()
+        while not self._listening():  # noqa: ASYNC110 - polls another process's output
             await anyio.sleep(0.02)
+        return self.uri
+
+    def wait_listening(self) -> str:
+        """Block until launched process listens (session fixtures run outside the event loop)."""
+        while not self._listening():
+            time.sleep(0.02)
         return self.uri
 
     def kill(self) -> None:

@@ -11,13 +11,16 @@ from processor.ids import new_invocation_id
 from processor.retry import RetryPolicy
 from processor.status import Status
 
-from .e2e_support import GREETER, Env, deployment, now_clock
+from .conftest import Shared
+from .e2e_support import Env, now_clock
 
 
-async def test_invocation_runs_on_the_latest_deployment_and_completes(tmp_path: Path) -> None:
+async def test_invocation_runs_on_the_latest_deployment_and_completes(
+    tmp_path: Path, shared: Shared
+) -> None:
     env = Env(tmp_path)
-    async with deployment(GREETER, workdir=tmp_path) as greeter, env.running() as p:
-        dep, _ = await env.registry.register(greeter.uri)
+    async with env.running() as p:
+        dep, _ = await env.registry.register(shared.greeter.uri)
         inv = new_invocation_id()
         done = p.wait_for_completion(inv)  # registered before the invoke is appended
         reply = await p.propose(
@@ -34,12 +37,12 @@ async def test_invocation_runs_on_the_latest_deployment_and_completes(tmp_path: 
 
 
 async def test_sleep_suspends_then_the_timer_fires_and_the_invocation_completes(
-    tmp_path: Path,
+    tmp_path: Path, shared: Shared
 ) -> None:
     clock = now_clock()
     env = Env(tmp_path, clock)
-    async with deployment(GREETER, workdir=tmp_path) as greeter, env.running() as p:
-        await env.registry.register(greeter.uri)
+    async with env.running() as p:
+        await env.registry.register(shared.greeter.uri)
         inv = await env.invoke("Greeter", "greet_slowly", {"name": "ada", "sleep_seconds": 60})
         done = p.wait_for_completion(inv)
         view = await env.wait_status(inv, Status.SUSPENDED)

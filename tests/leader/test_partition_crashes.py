@@ -10,7 +10,8 @@ import anyio
 from processor.retry import RetryPolicy
 from processor.status import Status
 
-from .e2e_support import CHECKOUT, GREETER, STEPPER, Env, deployment, ledger_lines, now_clock
+from .conftest import Shared
+from .e2e_support import STEPPER, Env, deployment, ledger_lines, now_clock
 from .leader_support import eventually, wait_for
 
 
@@ -55,56 +56,52 @@ async def test_deployment_killed_mid_attempt_keeps_stored_entries_and_next_attem
 
 
 async def test_restart_with_running_backing_off_suspended_and_paused_invocations(
-    tmp_path: Path,
+    tmp_path: Path, shared: Shared
 ) -> None:
     clock = now_clock()
     env = Env(tmp_path, clock)
-    ledger = tmp_path / "ledger"
-    args = ("--version", "v1", "--ledger", str(ledger))
+    ledger = shared.ledger
     slow_retry = RetryPolicy(initial_interval_ms=10_000, max_attempts=10)
     no_retry = RetryPolicy(max_attempts=1)
-    async with (
-        deployment(CHECKOUT, *args, workdir=tmp_path) as checkout,
-        deployment(GREETER, workdir=tmp_path) as greeter,
-    ):
-        async with env.running() as p:
-            await env.registry.register(checkout.uri)
-            await env.registry.register(greeter.uri)
-            running = await env.invoke("Checkout", "slow", {"seconds": 30})
-            backing_off = await env.invoke("Checkout", "process", {"id": "b"}, slow_retry)
-            paused = await env.invoke("Checkout", "process", {"id": "p"}, no_retry)
-            suspended = await env.invoke(
-                "Greeter", "greet_slowly", {"name": "ada", "sleep_seconds": 60}
-            )
-            await wait_for(lambda: "slow-start" in ledger_lines(ledger, running), what="slow")
-            retry_at = (await env.wait_status(backing_off, Status.BACKING_OFF)).next_retry_at
-            await env.wait_status(paused, Status.PAUSED)
-            await env.wait_status(suspended, Status.SUSPENDED)
-            wake_up_at = (await p.get_journal(suspended))[2][1]["wake_up_at"]
-            before = {inv: await env.view(inv) for inv in (running, backing_off, paused)}
-        # The processor is down. Bring it back on the same directories.
-        async with env.reopen().running() as p:
-            # Running: a new attempt runs (the old one died with the processor).
-            await wait_for(
-                lambda: ledger_lines(ledger, running) == ["slow-start"] * 2, what="a new attempt"
-            )
-            view = await env.view(running)
-            assert view.status is Status.RUNNING
-            assert view.attempt == before[running].attempt  # re-issued under the same number
-            # Timers were loaded from the store and fire at their times.
-            assert retry_at is not None
-            clock.set(retry_at)
-            await env.wait_view(
-                backing_off, lambda v: v.attempt == 2, "the retry after the restart"
-            )
-            done = p.wait_for_completion(suspended)
-            clock.set(max(wake_up_at, clock.now_ms()))
-            with anyio.fail_after(10):
-                result = await done
-            assert result.value == b'"Hello Ada!"'
-            # Paused stays paused: not on restart, not when time passes.
-            clock.advance(3_600_000)
-            await anyio.sleep(0.2)
-            assert await env.view(paused) == before[paused]
-            assert (await env.kill(running)).code == 200
+    async with env.running() as p:
+        await env.registry.register(shared.v1.uri)
+        await env.registry.register(shared.greeter.uri)
+        running = await env.invoke("Checkout", "slow", {"seconds": 30})
+        backing_off = await env.invoke("Checkout", "process", {"id": "b"}, slow_retry)
+        paused = await env.invoke("Checkout", "process", {"id": "p"}, no_retry)
+        suspended = await env.invoke(
+            "Greeter", "greet_slowly", {"name": "ada", "sleep_seconds": 60}
+        )
+        await wait_for(lambda: "slow-start" in ledger_lines(ledger, running), what="slow")
+        retry_at = (await env.wait_status(backing_off, Status.BACKING_OFF)).next_retry_at
+        await env.wait_status(paused, Status.PAUSED)
+        await env.wait_status(suspended, Status.SUSPENDED)
+        wake_up_at = (await p.get_journal(suspended))[2][1]["wake_up_at"]
+        before = {inv: await env.view(inv) for inv in (running, backing_off, paused)}
+    # The processor is down. Bring it back on the same directories.
+    async with env.reopen().running() as p:
+        # Running: a new attempt runs (the old one died with the processor).
+        await wait_for(
+            lambda: ledger_lines(ledger, running) == ["slow-start"] * 2, what="a new attempt"
+        )
+        view = await env.view(running)
+        assert view.status is Status.RUNNING
+        assert view.attempt == before[running].attempt  # re-issued under the same number
+        # Timers were loaded from the store and fire at their times.
+        assert retry_at is not None
+        clock.set(retry_at - 1)
+        await anyio.sleep(0.1)
+        assert (await env.view(backing_off)).attempt == 1
+        clock.set(retry_at)
+        await env.wait_view(backing_off, lambda v: v.attempt == 2, "the retry after the restart")
+        done = p.wait_for_completion(suspended)
+        clock.set(max(wake_up_at, clock.now_ms()))
+        with anyio.fail_after(10):
+            result = await done
+        assert result.value == b'"Hello Ada!"'
+        # Paused stays paused: not on restart, not when time passes.
+        clock.advance(3_600_000)
+        await anyio.sleep(0.2)
+        assert await env.view(paused) == before[paused]
+        assert (await env.kill(running)).code == 200
     assert Counter(ledger_lines(ledger, paused)) == {"reserve": 1, "charge": 1, "ship": 1}

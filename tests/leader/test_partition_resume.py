@@ -11,29 +11,22 @@ import anyio
 from processor.retry import RetryPolicy
 from processor.status import Status
 
-from .e2e_support import CHECKOUT, GREETER, Env, deployment, ledger_lines, now_clock
-
-FAST = {"CHECKOUT_INITIAL_INTERVAL": "20ms", "CHECKOUT_MAX_ATTEMPTS": "3"}
+from .conftest import Shared
+from .e2e_support import CHECKOUT, Env, deployment, ledger_lines, now_clock
 
 
 async def test_seed_scenario_v1_pauses_then_v2_resumed_with_latest_completes(
-    tmp_path: Path,
+    tmp_path: Path, shared: Shared
 ) -> None:
     env = Env(tmp_path)
-    ledger = tmp_path / "ledger"
-    common = ("--ledger", str(ledger))
-    async with (
-        deployment(CHECKOUT, "--version", "v1", *common, workdir=tmp_path, env=FAST) as v1,
-        deployment(CHECKOUT, "--version", "v2", *common, workdir=tmp_path, env=FAST) as v2,
-        env.running() as p,
-    ):
-        dp1, _ = await env.registry.register(v1.uri)
+    async with env.running() as p:
+        dp1, _ = await env.registry.register(shared.v1.uri)
         inv = await env.invoke("Checkout", "process", {"id": "A-1"})
         paused = await env.wait_status(inv, Status.PAUSED)
         assert paused.pinned_deployment == dp1.id and paused.attempt == 3
         assert paused.last_failure is not None and "v1 bug" in paused.last_failure.message
 
-        dp2, created = await env.registry.register(v2.uri)  # the fix is deployed
+        dp2, created = await env.registry.register(shared.v2.uri)  # the fix is deployed
         assert created and dp2.id != dp1.id
         done = p.wait_for_completion(inv)
         reply = await env.resume(inv, "latest")
@@ -49,26 +42,19 @@ async def test_seed_scenario_v1_pauses_then_v2_resumed_with_latest_completes(
     assert view.pinned_deployment == dp2.id == view.last_attempt_deployment
     assert events == ["created", "transient-error", "paused", "resumed", "completed"]
     # The steps stored before the failure ran exactly once; ship: 3 times on v1, once on v2.
-    assert Counter(ledger_lines(ledger, inv)) == {"reserve": 1, "charge": 1, "ship": 4}
+    assert Counter(ledger_lines(shared.ledger, inv)) == {"reserve": 1, "charge": 1, "ship": 4}
 
 
 async def test_resume_keep_explicit_id_and_a_deployment_that_does_not_serve_the_service(
-    tmp_path: Path,
+    tmp_path: Path, shared: Shared
 ) -> None:
     env = Env(tmp_path)
-    ledger = tmp_path / "ledger"
-    common = ("--ledger", str(ledger))
-    async with (
-        deployment(CHECKOUT, "--version", "v1", *common, workdir=tmp_path, env=FAST) as v1,
-        deployment(CHECKOUT, "--version", "v2", *common, workdir=tmp_path, env=FAST) as v2,
-        deployment(GREETER, workdir=tmp_path) as greeter,
-        env.running() as p,
-    ):
-        dp1, _ = await env.registry.register(v1.uri)
+    async with env.running() as p:
+        dp1, _ = await env.registry.register(shared.v1.uri)
         inv = await env.invoke("Checkout", "process", {"id": "A-2"})
         await env.wait_status(inv, Status.PAUSED)
-        dp2, _ = await env.registry.register(v2.uri)
-        dpg, _ = await env.registry.register(greeter.uri)
+        dp2, _ = await env.registry.register(shared.v2.uri)
+        dpg, _ = await env.registry.register(shared.greeter.uri)
 
         # A deployment that does not serve Checkout: 400, nothing appended, nothing changes.
         before, tail = await env.view(inv), p.log.tail() if p.log else 0
@@ -92,21 +78,15 @@ async def test_resume_keep_explicit_id_and_a_deployment_that_does_not_serve_the_
             result = await done
         view = await env.view(inv)
     assert result.value is not None and view.pinned_deployment == dp2.id
-    assert Counter(ledger_lines(ledger, inv)) == {"reserve": 1, "charge": 1, "ship": 7}
+    assert Counter(ledger_lines(shared.ledger, inv)) == {"reserve": 1, "charge": 1, "ship": 7}
 
 
 async def test_cancel_while_paused_resumes_and_the_handler_sees_the_cancellation(
-    tmp_path: Path,
+    tmp_path: Path, shared: Shared
 ) -> None:
     env = Env(tmp_path)
-    ledger = tmp_path / "ledger"
-    async with (
-        deployment(
-            CHECKOUT, "--version", "v1", "--ledger", str(ledger), workdir=tmp_path, env=FAST
-        ) as v1,
-        env.running() as p,
-    ):
-        await env.registry.register(v1.uri)
+    async with env.running() as p:
+        await env.registry.register(shared.v1.uri)
         inv = await env.invoke("Checkout", "process", {"id": "A-3"})
         await env.wait_status(inv, Status.PAUSED)
         done = p.wait_for_completion(inv)
@@ -121,7 +101,7 @@ async def test_cancel_while_paused_resumes_and_the_handler_sees_the_cancellation
     assert view.status is Status.COMPLETED and view.attempt == 4
     assert kinds[:4] == ["input", "run:reserve", "run:charge", "cancel"]
     # The handler compensated what it had done, once; ship did not run again after the cancel.
-    steps = ledger_lines(ledger, inv)
+    steps = ledger_lines(shared.ledger, inv)
     assert Counter(steps) == {"reserve": 1, "charge": 1, "ship": 3, "refund": 1, "release": 1}
     assert steps[-2:] == ["refund", "release"]
 

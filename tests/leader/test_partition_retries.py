@@ -10,22 +10,18 @@ import anyio
 from processor.retry import RetryPolicy
 from processor.status import Status
 
-from .e2e_support import CHECKOUT, GREETER, Env, deployment, ledger_lines, now_clock
+from .conftest import Shared
+from .e2e_support import GREETER, Env, deployment, ledger_lines, now_clock
 from .leader_support import eventually, wait_for
 
-V1_FAST = {"CHECKOUT_INITIAL_INTERVAL": "20ms", "CHECKOUT_MAX_ATTEMPTS": "3"}
 
-
-async def test_failing_attempts_back_off_then_pause_after_max_attempts(tmp_path: Path) -> None:
+async def test_failing_attempts_back_off_then_pause_after_max_attempts(
+    tmp_path: Path, shared: Shared
+) -> None:
     clock = now_clock()
     env = Env(tmp_path, clock)
-    ledger = tmp_path / "ledger"
-    v1_args = ("--version", "v1", "--ledger", str(ledger))
-    async with (
-        deployment(CHECKOUT, *v1_args, workdir=tmp_path, env=V1_FAST) as v1,
-        env.running() as p,
-    ):
-        await env.registry.register(v1.uri)
+    async with env.running() as p:
+        await env.registry.register(shared.v1.uri)
         inv = await env.invoke("Checkout", "process", {"id": "o1"})
         view = await env.wait_status(inv, Status.BACKING_OFF)
         assert view.retry_policy.initial_interval_ms == 20  # from the deployment's discovery
@@ -60,18 +56,17 @@ async def test_failing_attempts_back_off_then_pause_after_max_attempts(tmp_path:
     assert events[2].data["reason"] == "max-attempts"
     assert "v1 bug" in events[2].data["failure"]["message"]
     # Steps stored before the failure ran once; the failing step ran on every attempt.
-    assert Counter(ledger_lines(ledger)) == {"reserve": 1, "charge": 1, "ship": 3}
+    assert Counter(ledger_lines(shared.ledger, inv)) == {"reserve": 1, "charge": 1, "ship": 3}
 
 
-async def test_on_max_attempts_kill_completes_with_the_failure(tmp_path: Path) -> None:
+async def test_on_max_attempts_kill_completes_with_the_failure(
+    tmp_path: Path, shared: Shared
+) -> None:
     env = Env(tmp_path)
-    kill_env = {**V1_FAST, "CHECKOUT_ON_MAX_ATTEMPTS": "kill"}
-    async with (
-        deployment(CHECKOUT, "--version", "v1", workdir=tmp_path, env=kill_env) as v1,
-        env.running() as p,
-    ):
-        await env.registry.register(v1.uri)
-        inv = await env.invoke("Checkout", "process", {"id": "o2"})
+    kill = RetryPolicy(initial_interval_ms=20, max_attempts=3, on_max_attempts="kill")
+    async with env.running() as p:
+        await env.registry.register(shared.v1.uri)
+        inv = await env.invoke("Checkout", "process", {"id": "o2"}, kill)
         done = p.wait_for_completion(inv)
         with anyio.fail_after(15):
             result = await done
@@ -84,17 +79,17 @@ async def test_on_max_attempts_kill_completes_with_the_failure(tmp_path: Path) -
 
 
 async def test_pause_while_running_terminates_the_attempt_without_counting_a_failure(
-    tmp_path: Path,
+    tmp_path: Path, shared: Shared
 ) -> None:
     env = Env(tmp_path)
-    ledger = tmp_path / "ledger"
-    async with (
-        deployment(CHECKOUT, "--version", "v2", "--ledger", str(ledger), workdir=tmp_path) as v2,
-        env.running() as p,
-    ):
-        await env.registry.register(v2.uri)
+    async with env.running() as p:
+        await env.registry.register(shared.v2.uri)
         inv = await env.invoke("Checkout", "slow", {"seconds": 30})
-        await wait_for(lambda: ledger_lines(ledger) == ["slow-start"], what="the slow step")
+
+        def steps() -> list[str]:
+            return ledger_lines(shared.ledger, inv)
+
+        await wait_for(lambda: steps() == ["slow-start"], what="the slow step")
         reply = await env.pause(inv)
         assert reply.code == 202
         view = await env.view(inv)
@@ -107,29 +102,25 @@ async def test_pause_while_running_terminates_the_attempt_without_counting_a_fai
         assert (view.status, view.attempt, view.retry_count) == (Status.PAUSED, 1, 0)
         assert view.last_failure is None
         assert [e.kind for e in await p.get_events(inv)] == ["created", "paused"]
-        assert ledger_lines(ledger) == ["slow-start"]
+        assert steps() == ["slow-start"]
 
         reply = await env.resume(inv)
         assert reply.code == 200
-        await wait_for(lambda: ledger_lines(ledger) == ["slow-start"] * 2, what="a new attempt")
+        await wait_for(lambda: steps() == ["slow-start"] * 2, what="a new attempt")
         view = await env.view(inv)
         assert (view.status, view.attempt) == (Status.RUNNING, 2)
         assert (await env.kill(inv)).code == 200
-    assert "slow-done" not in ledger_lines(ledger)
+    assert "slow-done" not in steps()
 
 
 async def test_pause_while_backing_off_means_no_attempt_even_past_the_retry_time(
-    tmp_path: Path,
+    tmp_path: Path, shared: Shared
 ) -> None:
     clock = now_clock()
     env = Env(tmp_path, clock)
-    ledger = tmp_path / "ledger"
     policy = RetryPolicy(initial_interval_ms=1000, max_attempts=5)
-    async with (
-        deployment(CHECKOUT, "--version", "v1", "--ledger", str(ledger), workdir=tmp_path) as v1,
-        env.running() as p,
-    ):
-        await env.registry.register(v1.uri)
+    async with env.running() as p:
+        await env.registry.register(shared.v1.uri)
         inv = await env.invoke("Checkout", "process", {"id": "o3"}, policy)
         backing_off = await env.wait_status(inv, Status.BACKING_OFF)
         assert len(await p.store.all_timers()) == 1
@@ -142,7 +133,7 @@ async def test_pause_while_backing_off_means_no_attempt_even_past_the_retry_time
         view = await env.view(inv)
     assert (view.status, view.attempt) == (Status.PAUSED, 1)
     assert view.last_failure == backing_off.last_failure  # the user still sees why
-    assert Counter(ledger_lines(ledger))["ship"] == 1
+    assert Counter(ledger_lines(shared.ledger, inv))["ship"] == 1
 
 
 async def test_sleep_completion_arriving_while_paused_is_stored_and_stays_paused(
