@@ -21,7 +21,7 @@ from typing import Any
 
 from log import FileLog, open_log
 from processor.actions import Action, Reply
-from processor.commands import AttemptEntry, AttemptFailed, Command, TimerFired
+from processor.commands import AttemptEntry, AttemptFailed, Command, TimerFired, TimerKey
 from processor.runner import LogReader, LogRecord, Runner
 from processor.state_machine.types import Transition
 from processor.status import InvocationView
@@ -164,11 +164,17 @@ def describe_command(cmd: Command) -> str:
 
 
 def describe_action(action: Action) -> str:
-    fields = [
-        f"{k}={v!r}"
-        for k in ("attempt", "timer", "fire_at", "deployment_id")
-        if (v := getattr(action, k, None)) is not None
-    ]
+    fields: list[str] = []
+    for k in ("attempt", "timer", "fire_at", "deployment_id"):
+        value = getattr(action, k, None)
+        if value is None:
+            continue
+        if isinstance(value, TimerKey):
+            fields.append(f"{value.kind.value} {value.key}")
+        elif k == "fire_at":
+            fields.append(f"at {_iso(value)}")
+        else:
+            fields.append(f"{k}={value!r}")
     return f"{type(action).__name__}({', '.join(fields)})"
 
 
