@@ -17,6 +17,7 @@ from aiohttp import web
 
 from processor.ids import InvalidId, new_deployment_id, new_invocation_id, parse_invocation_id
 
+
 def iso(seconds_from_now: float) -> str:
     # Relative to the moment of the call, not of the import: the suite may run for minutes.
     moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)
