@@ -171,7 +171,8 @@ class Daemon:
 
                 ingress = Ingress(router, self.registry, policy)
                 ingress_app = ingress.app()
-                ingress_app.middlewares.append(ingress_metrics_middleware(self.metrics))
+                # Outermost, so error answers (400, 404, 470, …) are counted by their code too.
+                ingress_app.middlewares.insert(0, ingress_metrics_middleware(self.metrics))
                 admin = AdminApi(router, self.registry, policy, metrics=render_metrics)
                 admin_app = admin.app()
                 mount_ui(admin_app, admin)
