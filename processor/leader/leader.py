@@ -106,6 +106,7 @@ class Leader:
         self._invoker = Invoker(self.config.inactivity_timeout_s)
         self._accepting = False
         self._ready = anyio.Event()
+        self._stopped = False
         self._log = log.bind(partition=partition_id)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -124,8 +125,10 @@ class Leader:
                 await anyio.sleep_forever()
         finally:
             self._accepting = False
+            self._stopped = True
             self.attempts.abort_all()
             self.replies.stop(f"the leader of partition {self.partition_id} stopped")
+            self._ready.set()  # release proposals still waiting: they now fail with LeaderStopped
 
     async def _take_over(self) -> None:
         # Every AnnounceLeader already in the log must be applied before choosing our epoch.
@@ -149,7 +152,7 @@ class Leader:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        return self._ready.is_set() and not self._stopped
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
