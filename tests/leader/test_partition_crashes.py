@@ -80,6 +80,7 @@ async def test_restart_with_running_backing_off_suspended_and_paused_invocations
         before = {inv: await env.view(inv) for inv in (running, backing_off, paused)}
     # The processor is down. Bring it back on the same directories.
     async with env.reopen().running() as p:
+        assert p.leader.epoch == 2  # AnnounceLeader(epoch + 1) was appended and applied
         # Running: a new attempt runs (the old one died with the processor).
         await wait_for(
             lambda: ledger_lines(ledger, running) == ["slow-start"] * 2, what="a new attempt"
