@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import Result, emit
 from workload import WorkloadConfig, generate, simple
 
 from log import open_log
@@ -47,14 +47,8 @@ from processor.storage.view_codec import decode_view
 SUITE = "apply"
 
 
-def emit(metric: str, value: float, unit: str, as_json: bool, **extra: Any) -> None:
-    if as_json:
-        print(json.dumps({"suite": SUITE, "metric": metric, "value": value, "unit": unit, **extra}))
-    else:
-        rest = ""
-        if "baseline" in extra:
-            rest = f"  (baseline {extra['baseline']:,.1f}, ratio {extra['ratio']:.1f}x)"
-        print(f"{metric:<26} {value:>14,.1f} {unit:<4}{rest}")
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def peak_rss_mb() -> float:
@@ -167,66 +161,68 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main_async(quick: bool, as_json: bool) -> int:
-    invocations = 10_000 if quick else 100_000
-    baseline_records = 5_000 if quick else 20_000
-    rss_small, rss_large = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    invocations = 5_000 if quick else 100_000
+    baseline_records = 3_000 if quick else 20_000
+    rss_small, rss_large = (5_000, 50_000) if quick else (100_000, 1_000_000)
     params = {"invocations": invocations, "batch_size": 1000, "seed": 7}
-    failures: list[str] = []
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="apply-bench-") as tmp:
         base = Path(tmp)
         t0 = time.perf_counter()
         total = await write_log(base / "log", generate(WorkloadConfig(invocations, seed=7)))
-        gen_s = time.perf_counter() - t0
-        if not as_json:
-            print(f"workload: {total:,} commands for {invocations:,} invocations ({gen_s:.1f} s)")
+        progress(
+            f"workload: {total:,} commands, {invocations:,} invocations "
+            f"({time.perf_counter() - t0:.1f} s to generate)"
+        )
         n, secs, lat = await apply_runner(base / "log", base / "state.db")
         rate = n / secs
+        progress(f"runner: {n:,} commands in {secs:.2f} s over {len(lat)} batches")
         bn, bsecs = await apply_naive(base / "log", base / "naive.db", baseline_records)
         brate = bn / bsecs
-        emit(
-            "commands_per_s",
-            round(rate, 1),
-            "1/s",
-            as_json,
-            baseline=round(brate, 1),
-            ratio=round(rate / brate, 2),
-            params={**params, "commands": n, "baseline_commands": bn},
+        progress(f"naive baseline: {bn:,} commands in {bsecs:.2f} s")
+        results.append(
+            Result(
+                SUITE,
+                "commands_per_s",
+                rate,
+                "1/s",
+                {**params, "commands": n, "baseline_commands": bn},
+                baseline=brate,
+            )
         )
         p50, p99 = pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000
-        emit("batch_commit_p50_ms", round(p50, 3), "ms", as_json, params=params)
-        emit("batch_commit_p99_ms", round(p99, 3), "ms", as_json, params=params)
+        results.append(Result(SUITE, "batch_commit_p50_ms", p50, "ms", params))
+        results.append(Result(SUITE, "batch_commit_p99_ms", p99, "ms", params))
         rn, rsecs = await replay_speed(base / "log")
-        emit("replay_records_per_s", round(rn / rsecs, 1), "1/s", as_json, params=params)
-        emit("peak_rss_mb", round(peak_rss_mb(), 1), "MB", as_json, params={"process": "bench"})
+        results.append(Result(SUITE, "replay_records_per_s", rn / rsecs, "1/s", params))
 
         sizes = {}
         for count in (rss_small, rss_large):
             d = base / f"simple-{count}"
             await write_log(d, simple(count, seed=3))
             sizes[count] = measure_rss(d)
+            progress(f"rss: {count:,} invocations -> {sizes[count]}")
         small_mb, large_mb = sizes[rss_small]["peak_rss_mb"], sizes[rss_large]["peak_rss_mb"]
-        emit(
-            "peak_rss_mb",
-            round(large_mb, 1),
-            "MB",
-            as_json,
-            baseline=round(small_mb, 1),
-            ratio=round(large_mb / small_mb, 3),
-            params={"invocations": rss_large, "baseline_invocations": rss_small},
+        results.append(
+            Result(
+                SUITE,
+                "peak_rss_mb",
+                large_mb,
+                "MB",
+                {"invocations": rss_large, "baseline_invocations": rss_small},
+                baseline=small_mb,
+            )
         )
-        if rate < 50_000:
-            failures.append(f"commands/s {rate:,.0f} < 50k")
-        if rate / brate < 20:
-            failures.append(f"ratio to baseline {rate / brate:.1f} < 20")
-        if p99 > 5.0:
-            failures.append(f"batch commit p99 {p99:.2f} ms > 5 ms")
-        if rn / rsecs < 50_000:
-            failures.append(f"replay {rn / rsecs:,.0f} records/s < 50k")
-        if large_mb > 1.5 * small_mb:
-            failures.append(f"peak RSS grows {large_mb / small_mb:.2f}x > 1.5x")
-    if not as_json:
-        print(f"median batch: {statistics.median(lat) * 1000:.2f} ms over {len(lat)} batches")
-        print("targets: " + ("all met" if not failures else "MISSED: " + "; ".join(failures)))
+    emit(results, as_json)
+    targets = [
+        (rate >= 50_000, f"commands/s {rate:,.0f} (target >= 50k)"),
+        (rate / brate >= 20, f"ratio to naive baseline {rate / brate:.1f}x (target >= 20x)"),
+        (p99 <= 5.0, f"batch commit p99 {p99:.2f} ms (target <= 5 ms)"),
+        (rn / rsecs >= 50_000, f"replay {rn / rsecs:,.0f} records/s (target >= 50k)"),
+        (large_mb <= 1.5 * small_mb, f"peak RSS x{large_mb / small_mb:.2f} (target <= 1.5x)"),
+    ]
+    for ok, text in targets:
+        progress(("met:    " if ok else "MISSED: ") + text)
     return 0
 
 

@@ -16,7 +16,6 @@ must be rebuilt (which is what a restart does: it resumes at `applied_lsn + 1`).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -56,7 +55,7 @@ class ActionSink(Protocol):
 
 # (record, command, view before, transition) for every applied command; used by `replay --trace`.
 CommandHook = Callable[[LogRecord, Command, InvocationView | None, Transition], None]
-BatchHook = Callable[[int, float], None]  # (records in the batch, seconds from read to commit)
+BatchHook = Callable[[int, float], None]  # (records in the batch, seconds its transaction took)
 
 
 class RunnerError(RuntimeError):
@@ -235,7 +234,6 @@ class Runner:
 
         `previous` is the batch whose write may still be running: its views are newer than both
         the cache and the reader connection, so they take precedence."""
-        began = time.perf_counter()
         max_records = self.batch_size
         if self.until_lsn is not None:
             max_records = min(max_records, self.until_lsn - after_lsn)
@@ -299,7 +297,7 @@ class Runner:
             applied += 1
         last_lsn = records[applied - 1].lsn if applied else after_lsn
         writes.applied_lsn = last_lsn
-        return _Batch(applied, last_lsn, writes, views, actions, stop, began)
+        return _Batch(applied, last_lsn, writes, views, actions, stop)
 
     async def _settle(self, batch: _Batch) -> bool:
         """Wait for the batch's COMMIT and account for it (once); False if the write failed."""
@@ -325,10 +323,10 @@ class Runner:
         # Shielded: the transaction commits or fails in the writer thread whatever happens here;
         # a cancelled caller must not leave applied_lsn and the cache behind the store.
         with anyio.CancelScope(shield=True):
-            await batch.commit  # raises the write's error: fatal for this runner
+            seconds = await batch.commit  # raises the write's error: fatal for this runner
             await self._settle(batch)
         if self.on_batch is not None:
-            self.on_batch(batch.applied, time.perf_counter() - batch.began)
+            self.on_batch(batch.applied, seconds)
         if self.sink is not None and batch.actions:
             await self.sink(batch.actions)
 
@@ -337,7 +335,6 @@ class _Batch:
     __slots__ = (
         "actions",
         "applied",
-        "began",
         "commit",
         "last_lsn",
         "settled",
@@ -354,7 +351,6 @@ class _Batch:
         views: dict[str, InvocationView | None],
         actions: list[Action],
         stop: BaseException | None,
-        began: float,
     ) -> None:
         self.applied = applied
         self.last_lsn = last_lsn
@@ -362,8 +358,7 @@ class _Batch:
         self.views = views
         self.actions = actions
         self.stop = stop
-        self.began = began
-        self.commit: asyncio.Future[None] | None = None
+        self.commit: asyncio.Future[float] | None = None
         self.settled = False
 
 

@@ -79,13 +79,16 @@ class SchemaError(RuntimeError):
     """The state file cannot be used by this build (e.g. written by a newer version)."""
 
 
-def configure(conn: sqlite3.Connection) -> None:
+def configure(conn: sqlite3.Connection, cache_mib: int = 16) -> None:
     """Connection settings: WAL with synchronous=NORMAL, because the log is the durable copy and
-    the store only has to stay consistent (it resumes from applied_lsn + 1 after a crash)."""
+    the store only has to stay consistent (it resumes from applied_lsn + 1 after a crash).
+
+    The page cache is bounded per connection (`cache_mib`), so memory does not grow with the size
+    of the store."""
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+    conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
     conn.execute("PRAGMA temp_store=MEMORY")
 
 

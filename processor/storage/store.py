@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,8 +183,12 @@ def _configure_writer(path: str) -> Callable[[sqlite3.Connection], None]:
 
 
 def _configure_reader(conn: sqlite3.Connection) -> None:
-    configure(conn)
+    configure(conn, cache_mib=8)
     conn.execute("PRAGMA query_only=1")
+
+
+def _configure_checkpointer(conn: sqlite3.Connection) -> None:
+    configure(conn, cache_mib=1)
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
@@ -214,7 +219,7 @@ class Store:
             for role, setup in (
                 ("w", _configure_writer(path)),
                 ("r", _configure_reader),
-                ("c", configure),
+                ("c", _configure_checkpointer),
             ):
                 thread = DbThread(f"{thread_name}-{role}")
                 threads.append(thread)
@@ -244,34 +249,39 @@ class Store:
         """The committed views of `ids` (absent ids are simply missing), in one hop."""
         return await self._reader.run(lambda conn: _load_views(conn, ids))
 
-    def start_write(self, writes: BatchWrites) -> asyncio.Future[None]:
-        """Queue the batch's transaction on the writer thread now; await the future for COMMIT.
+    def start_write(self, writes: BatchWrites) -> asyncio.Future[float]:
+        """Queue the batch's transaction on the writer thread now; the future resolves after
+        COMMIT with the transaction's duration in seconds (BEGIN to COMMIT, queueing excluded).
 
         Batches are written in the order they are started."""
         hook = self.before_commit
         rows = len(writes.views)
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> float:
             # Batches are queued ahead; once one fails, the ones behind it must not commit (the
             # store would skip the failed batch's records).
             if self._write_failure is not None:
                 raise StoreWriteFailed(
                     f"an earlier batch write failed ({self._write_failure!r}); reopen the store"
                 )
+            began = time.perf_counter()
             try:
                 write_batch_sync(conn, writes, hook)
             except BaseException as exc:
                 self._write_failure = exc
                 raise
+            seconds = time.perf_counter() - began
             self._rows_since_checkpoint += rows
             if self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS:
                 self._rows_since_checkpoint = 0
                 self._ckpt.submit_detached(_checkpoint)
+            return seconds
 
         return self._writer.submit(write)
 
-    async def write_batch(self, writes: BatchWrites) -> None:
-        await self.start_write(writes)
+    async def write_batch(self, writes: BatchWrites) -> float:
+        """Write one batch in one transaction; returns the transaction's duration in seconds."""
+        return await self.start_write(writes)
 
     async def digest(self) -> str:
         return await self._reader.run(digest_conn)
