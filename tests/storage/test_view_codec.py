@@ -47,3 +47,12 @@ def test_unknown_blob_version_is_a_clear_error() -> None:
 def test_garbage_blob_is_a_view_codec_error() -> None:
     with pytest.raises(ViewCodecError):
         decode_view(b"\xc1not msgpack")
+
+
+def test_codec_covers_every_field_of_the_view() -> None:
+    # A field added to InvocationView must be added to the codec too, or it would be lost on write.
+    from dataclasses import fields
+
+    from processor.storage.view_codec import view_to_wire
+
+    assert len(view_to_wire(make_view())) - 1 == len(fields(InvocationView))
