@@ -12,6 +12,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from processor.leader.replies import LeaderStopped
+from processor.partition import PartitionNotRunning
+
 log = structlog.get_logger("processor.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -36,6 +39,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.message)
+    except (LeaderStopped, PartitionNotRunning) as exc:
+        return json_error(503, f"{exc}; the daemon is starting or shutting down, retry shortly")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
