@@ -37,10 +37,10 @@ async function refresh() {
 }
 
 let timer = null;
-function schedule() {
+function schedule(delayMs) {
   clearTimeout(timer);
   const live = liveRegion();
-  if (live && live.dataset.refreshMs) timer = setTimeout(refresh, Number(live.dataset.refreshMs));
+  if (live && live.dataset.refreshMs) timer = setTimeout(refresh, delayMs || Number(live.dataset.refreshMs));
 }
 
 function updateSelection() {
@@ -78,4 +78,9 @@ function wire() {
   updateSelection();
 }
 
-document.addEventListener("DOMContentLoaded", () => { wire(); schedule(); });
+// Right after an action (the page shows its answer) the status usually moves on quickly: look sooner.
+const AFTER_ACTION_MS = 400;
+document.addEventListener("DOMContentLoaded", () => {
+  wire();
+  schedule(document.getElementById("flash") ? AFTER_ACTION_MS : 0);
+});
