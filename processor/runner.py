@@ -8,9 +8,9 @@ Only after COMMIT are the batch's actions handed to the sink, in log order, so n
 runs for a state that could be lost. Followers and replay pass no sink (actions are dropped).
 
 A record that cannot be decoded or applied stops the runner with an error naming its LSN; the
-records before it in the batch are committed first, and the record is never skipped. Any failure of
-the batch write is fatal too: the in-memory cache may then be ahead of the store, so the runner
-must be rebuilt (which is what a restart does: it resumes at `applied_lsn + 1`).
+records before it in the batch are committed first, and the record is never skipped. A failed batch
+write is fatal too (the store refuses later writes): the runner must be rebuilt, which is what a
+restart does (it resumes at `applied_lsn + 1`).
 """
 
 from __future__ import annotations
@@ -161,44 +161,11 @@ class Runner:
         return limit if self.until_lsn is None else min(limit, self.until_lsn)
 
     async def catch_up(self) -> int:
-        """Apply every record up to the log's current tail (or `until_lsn`); returns applied_lsn.
-
-        Pipelined: batch N+1 is read, decoded, loaded (from the reader connection, overlaid with
-        batch N's views) and applied while batch N's transaction runs on the writer thread. Batch
-        N's actions still reach the sink only after its COMMIT, and before batch N+1's."""
+        """Apply every record up to the log's current tail (or `until_lsn`); returns applied_lsn."""
         await self.start()
-        pending: list[_Batch] = []  # batches whose write was started, oldest first
-        stop: BaseException | None = None
-        try:
-            while stop is None:
-                read_from = pending[-1].last_lsn if pending else self.applied_lsn
-                if read_from >= self._limit():
-                    break
-                batch = await self._prepare(read_from, pending[-1] if pending else None)
-                if batch is None:
-                    break
-                stop = batch.stop
-                if batch.applied:
-                    batch.commit = self.store.start_write(batch.writes)
-                    pending.append(batch)
-                while len(pending) > 1 or (pending and stop is not None):
-                    await self._finish(pending[0])
-                    pending.pop(0)
-            while pending:
-                await self._finish(pending[0])
-                pending.pop(0)
-        except BaseException as exc:
-            # Cancelled or failed while writes were queued: wait for each one's outcome so the
-            # runner's applied_lsn matches the store (later writes are refused after a failure).
-            with anyio.CancelScope(shield=True):
-                for batch in pending:
-                    await self._settle(batch)
-            if not isinstance(exc, anyio.get_cancelled_exc_class()):
-                self._fail(exc)
-            raise
-        if stop is not None:
-            self._fail(stop)
-            raise stop
+        while self.applied_lsn < self._limit():
+            if not await self.step():
+                break
         return self.applied_lsn
 
     async def run(self) -> None:
@@ -211,11 +178,15 @@ class Runner:
             await self.log.wait_beyond(self.applied_lsn)
 
     async def step(self) -> int:
-        """Read, apply and commit one batch (not pipelined); returns the records applied."""
+        """Read, apply and commit one batch; returns the number of records applied.
+
+        Not pipelined on purpose: preparing batch N+1 while batch N commits was measured slower
+        here, because the writer thread gives the GIL back at every row it steps and then waits
+        for the busy event-loop thread to yield it (a GIL convoy that made commits 3-4x longer).
+        With the loop idle during the commit, SQLite runs at full speed."""
         await self.start()
-        batch = None
         try:
-            batch = await self._prepare(self.applied_lsn, None)
+            batch = await self._prepare(self.applied_lsn)
             if batch is None:
                 return 0
             if batch.applied:
@@ -229,11 +200,8 @@ class Runner:
                 self._fail(exc)
             raise
 
-    async def _prepare(self, after_lsn: int, previous: _Batch | None) -> _Batch | None:
-        """Read the records after `after_lsn`, apply them in memory and fold their writes.
-
-        `previous` is the batch whose write may still be running: its views are newer than both
-        the cache and the reader connection, so they take precedence."""
+    async def _prepare(self, after_lsn: int) -> _Batch | None:
+        """Read the records after `after_lsn`, apply them in memory and fold their writes."""
         max_records = self.batch_size
         if self.until_lsn is not None:
             max_records = min(max_records, self.until_lsn - after_lsn)
@@ -254,14 +222,10 @@ class Runner:
         views: dict[str, InvocationView | None] = {}
         missing: list[str] = []
         cache = self.cache
-        newer = previous.views if previous is not None else {}
         for cmd in commands:
             if type(cmd) is not AnnounceLeader:
                 inv = cmd.invocation_id  # type: ignore[union-attr]
                 if inv not in views:
-                    if inv in newer:
-                        views[inv] = newer[inv]
-                        continue
                     view = cache.get(inv)
                     views[inv] = view
                     if view is None:
@@ -299,32 +263,19 @@ class Runner:
         writes.applied_lsn = last_lsn
         return _Batch(applied, last_lsn, writes, views, actions, stop)
 
-    async def _settle(self, batch: _Batch) -> bool:
-        """Wait for the batch's COMMIT and account for it (once); False if the write failed."""
+    async def _finish(self, batch: _Batch) -> None:
+        """COMMIT → applied_lsn and cache → waiters → sink, for one batch, in that order."""
         assert batch.commit is not None
-        try:
-            await batch.commit
-        except Exception:
-            return False
-        if batch.settled:
-            return True
-        batch.settled = True
+        # Shielded: the transaction commits or fails in the writer thread whatever happens here;
+        # a cancelled caller must not leave applied_lsn and the cache behind the store.
+        with anyio.CancelScope(shield=True):
+            seconds = await batch.commit  # raises the write's error: fatal for this runner
         self.cache.update(batch.views)
         self.applied_lsn = batch.last_lsn
         if batch.writes.leader_epoch is not None:
             self.leader_epoch = batch.writes.leader_epoch
         self.records_applied += batch.applied
         self._notify()
-        return True
-
-    async def _finish(self, batch: _Batch) -> None:
-        """COMMIT → applied_lsn → waiters → sink, for one batch, in that order."""
-        assert batch.commit is not None
-        # Shielded: the transaction commits or fails in the writer thread whatever happens here;
-        # a cancelled caller must not leave applied_lsn and the cache behind the store.
-        with anyio.CancelScope(shield=True):
-            seconds = await batch.commit  # raises the write's error: fatal for this runner
-            await self._settle(batch)
         if self.on_batch is not None:
             self.on_batch(batch.applied, seconds)
         if self.sink is not None and batch.actions:
@@ -337,7 +288,6 @@ class _Batch:
         "applied",
         "commit",
         "last_lsn",
-        "settled",
         "stop",
         "views",
         "writes",
@@ -359,7 +309,6 @@ class _Batch:
         self.actions = actions
         self.stop = stop
         self.commit: asyncio.Future[float] | None = None
-        self.settled = False
 
 
 async def drop_actions(actions: list[Action]) -> None:

@@ -5,8 +5,8 @@ Three connections, each owned by its own thread (`DbThread`), each method one ho
   `executemany` calls, the new `applied_lsn` and COMMIT there, so there is no SQLite round-trip per
   command;
 - the reader: view loads and the API queries. In WAL mode it reads the last committed batch while
-  the writer writes the next one, which lets the runner prepare batch N+1 while batch N commits.
-  It never sees half a batch;
+  the writer writes the next one, so API reads never wait behind a batch write, and it never sees
+  half a batch;
 - the checkpointer: the writer's automatic checkpoint (an fsync of the database file inside some
   unlucky COMMIT) is turned off, and a PASSIVE checkpoint runs here instead every few batches, off
   the writer's path.
