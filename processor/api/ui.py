@@ -19,12 +19,15 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from processor.api import ui_format as fmt
 from processor.api.admin import MAX_LIST_LIMIT, VERBS, AdminApi
-from processor.api.errors import ApiError, Handler
+from processor.api.errors import ApiError, Handler, log
 from processor.api.ui_pages import BulkPages, DeploymentPages
 from processor.ids import InvalidId, parse_invocation_id
+from processor.leader.replies import LeaderStopped
+from processor.partition import PartitionNotRunning
 from processor.status import InvocationView
 from processor.status_colors import FAILED_COMPLETION, STATUS_COLORS
 
@@ -177,6 +180,8 @@ class Ui:
             code, body = reply.code, reply.body
         except ApiError as exc:
             code, body = exc.status, {"message": exc.message}
+        except (LeaderStopped, PartitionNotRunning) as exc:
+            code, body = 503, {"message": f"{exc}; the daemon is starting or shutting down"}
         message = str(body.get("message") or "")
         if not message and 200 <= code < 300:
             new_status = body.get("status")
@@ -206,22 +211,41 @@ def _matches(view: InvocationView, filters: dict[str, Any]) -> bool:
     )
 
 
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Security headers on every page; refuse state-changing requests from other sites."""
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        origin = request.headers.get("Origin")
-        cross = request.headers.get("Sec-Fetch-Site") == "cross-site"
-        foreign = origin not in (None, "null") and origin.split("://", 1)[-1] != request.host
-        if cross or foreign:
-            return web.Response(
-                status=403,
-                text=f"refused: a {request.method} from another site ({origin}) may not change "
-                "invocations; use this page on its own address",
+def make_guard(ui: Ui) -> Middleware:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Security headers on every page; refuse state-changing requests from other sites;
+        errors as HTML pages (the admin app's middleware would answer JSON)."""
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("Origin")
+            cross = request.headers.get("Sec-Fetch-Site") == "cross-site"
+            foreign = origin not in (None, "null") and origin.split("://", 1)[-1] != request.host
+            if cross or foreign:
+                return web.Response(
+                    status=403,
+                    text=f"refused: a {request.method} from another site ({origin}) may not "
+                    "change invocations; use this page on its own address",
+                )
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                response = ui.error_page(request, exc.status, exc.text or exc.reason)
+            else:
+                exc.headers.update(SECURITY_HEADERS)
+                raise
+        except (LeaderStopped, PartitionNotRunning) as exc:
+            message = f"{exc}; the daemon is starting or shutting down, retry shortly"
+            response = ui.error_page(request, 503, message)
+        except Exception:
+            log.exception("unhandled error in UI route", method=request.method, path=request.path)
+            response = ui.error_page(
+                request, 500, f"internal error while handling {request.method} {request.path}"
             )
-    response = await handler(request)
-    response.headers.update(SECURITY_HEADERS)
-    return response
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    return guard
 
 
 def ui_app(admin: AdminApi) -> web.Application:
@@ -229,7 +253,7 @@ def ui_app(admin: AdminApi) -> web.Application:
     ui = Ui(admin)
     bulk = BulkPages(ui)
     deployments = DeploymentPages(ui)
-    app = web.Application(middlewares=[guard])
+    app = web.Application(middlewares=[make_guard(ui)])
     r = app.router
     r.add_get("/", ui.index, name="index")
     r.add_get("/invocations/{id}", ui.invocation, name="invocation")

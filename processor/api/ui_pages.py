@@ -18,6 +18,8 @@ from processor.api import ui_format as fmt
 from processor.api.admin import MAX_LIST_LIMIT, VERBS
 from processor.api.errors import ApiError
 from processor.ids import InvalidId, parse_invocation_id
+from processor.leader.replies import LeaderStopped
+from processor.partition import PartitionNotRunning
 from processor.status import InvocationView
 
 if TYPE_CHECKING:
@@ -90,6 +92,8 @@ class BulkPages:
                     code, body = reply.code, reply.body
                 except ApiError as exc:
                     code, body = exc.status, {"message": exc.message}
+                except (LeaderStopped, PartitionNotRunning) as exc:
+                    code, body = 503, {"message": f"{exc}; the daemon is starting or stopping"}
             ok = 200 <= code < 300
             message = body.get("message") or (f"now {body['status']}" if "status" in body else "")
             return {"id": invocation_id, "code": code, "ok": ok, "message": str(message)}

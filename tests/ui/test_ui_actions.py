@@ -7,12 +7,14 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from processor.api.ui_format import VERB_STATUSES
 from processor.cli.invocations_cmd import VERBS as CLI_VERBS
 from processor.commands import Cancel, Kill, Pause, Purge, Resume
+from processor.partition import PartitionNotRunning
 from processor.registry import Registry
 from processor.status import Status
 from tests.ui.fakes import FakeCluster, discovery_server, make_view
@@ -216,3 +218,25 @@ async def test_registration_errors_are_shown_with_the_uri_kept(
     html = await post(client, "/ui/deployments", {"uri": "http://127.0.0.1:1"}, status=400)
     assert 'id="register-error"' in html and "cannot reach deployment" in html
     assert registry.list() == []
+
+
+async def test_a_stopped_partition_is_a_503_shown_as_a_page_not_json(
+    client: Client, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = cluster.add(make_view(status=Status.RUNNING))
+    partition = cluster.owner(view.id)
+
+    async def not_running(*args: object, **kwargs: object) -> None:
+        raise PartitionNotRunning(f"partition {partition.partition_id} is not running")
+
+    monkeypatch.setattr(partition, "propose", not_running)
+    html = await post(client, f"/ui/invocations/{view.id}/pause", {})
+    assert "Pause failed (503)" in html and "is not running" in html
+    monkeypatch.setattr(partition, "get_view", not_running)
+    response = await client.get(f"/ui/invocations/{view.id}")
+    assert response.status == 503 and response.content_type == "text/html"
+    assert "retry shortly" in await response.text()
+    monkeypatch.setattr(partition, "count_by_status", lambda: 1 / 0)
+    response = await client.get("/ui/")
+    assert response.status == 500 and response.content_type == "text/html"
+    assert "internal error while handling GET /ui/" in await response.text()
