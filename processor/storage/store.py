@@ -76,13 +76,14 @@ def _invocation_row(v: InvocationView) -> tuple[Any, ...]:
     )
 
 
+# service, handler, created_at and idempotency_key never change for an id (a purge deletes the row
+# before a new invoke can reuse it), so an update leaves them, and the indexes on them, untouched.
 _UPSERT_INVOCATION = (
     "INSERT INTO invocations (id, service, handler, status, created_at, modified_at, "
     "pinned_deployment, completed_at, idempotency_key, view) VALUES (?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (id) DO UPDATE SET status=excluded.status, modified_at=excluded.modified_at, "
     "pinned_deployment=excluded.pinned_deployment, completed_at=excluded.completed_at, "
-    "service=excluded.service, handler=excluded.handler, created_at=excluded.created_at, "
-    "idempotency_key=excluded.idempotency_key, view=excluded.view"
+    "view=excluded.view"
 )
 
 
