@@ -29,6 +29,7 @@ from processor.actions import AbortAttempt
 from processor.api.admin import AdminApi
 from processor.api.ingress import Ingress
 from processor.api.partitions import PartitionRouter
+from processor.api.ui import mount_ui
 from processor.commands import (
     AttemptCompleted,
     AttemptFailed,
@@ -265,10 +266,6 @@ class Daemon:
 
 def _exit_now(signum: int, frame: object) -> None:
     os._exit(128 + signum)
-
-
-def mount_ui(admin_app: web.Application, admin: AdminApi) -> None:
-    """Mount the web UI under /ui/ (wired when processor.api.ui lands)."""
 
 
 async def serve(config: Config) -> None:

@@ -9,7 +9,6 @@ and watches it complete (the page refreshes itself while the invocation is in fl
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,23 +38,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed"),
 ]
 
-# Until processor.daemon wires the UI itself, mount it the way the daemon is meant to (the stub is
-# replaced in the daemon process before it starts); once wired, this leaves the daemon untouched.
-SERVE_WITH_UI = """
-import sys
-import processor.daemon as daemon
-if daemon.mount_ui.__module__ == "processor.daemon":
-    from processor.api.ui import mount_ui
-    daemon.mount_ui = mount_ui
-from processor.cli import main
-main(sys.argv[1:], prog_name="processor")
-"""
-
-
-class UiDaemon(Daemon):
-    def command(self) -> list[str]:
-        return [sys.executable, "-c", SERVE_WITH_UI, *super().command()[3:]]
-
 
 @dataclass
 class Stack:
@@ -69,7 +51,7 @@ class Stack:
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """The daemon, Checkout v1 and v2, and Chromium, all started at once (the slow parts)."""
     ledger = ["--ledger", str(tmp_path / "ledger")]
-    daemon = UiDaemon(tmp_path, partitions=2)
+    daemon = Daemon(tmp_path, partitions=2)
     v1 = DeploymentProcess(CHECKOUT, ["--version", "v1", *ledger], tmp_path, FAIL_FAST)
     v2 = DeploymentProcess(CHECKOUT, ["--version", "v2", *ledger], tmp_path, FAIL_FAST)
     async with async_playwright() as playwright:
