@@ -18,6 +18,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+# Every suite in --quick mode (each under a minute idle; about 3 minutes in all on an idle 2-core
+# machine). Full runs: `processor bench <suite>`; see bench/README.md.
 bench: $(STAMP)
 	$(BIN)/processor bench all --quick
 

@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per run")
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args(argv)
-    seconds = args.seconds or (1.5 if args.quick else 5.0)
-    warmup = 0.5 if args.quick else 1.0
+    seconds = args.seconds or (1.0 if args.quick else 5.0)
+    warmup = 0.3 if args.quick else 1.0
     progress(f"e2e: {seconds:g} s per run after {warmup:g} s warm-up, {args.partitions} partitions")
     emit(measure(seconds, warmup, args.partitions), args.json)
     return 0

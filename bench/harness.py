@@ -203,7 +203,7 @@ def _start_pyspy(pid: int) -> subprocess.Popen[bytes] | None:
     out = Path(out_dir) / f"daemon-{pid}.txt"
     progress(f"py-spy: recording the daemon (pid {pid}) into {out}")
     return subprocess.Popen(
-        [str(exe), "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "-o", str(out)],
+        [str(exe), "record", "--pid", str(pid), "--rate", "250", "--gil", "--format", "raw", "-o", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

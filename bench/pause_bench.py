@@ -216,7 +216,7 @@ async def bench(ingress: str, admin: str, probe: str, n: int, quick: bool) -> li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 invocations (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="100 invocations (under a minute)")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     parser.add_argument("--invocations", type=int, default=None)
     parser.add_argument("--serve-deployment", action="store_true", help=argparse.SUPPRESS)
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_deployment:
         serve_probe_deployment(args.port)
         return 0
-    n = args.invocations or (200 if args.quick else 1000)
+    n = args.invocations or (100 if args.quick else 1000)
     probe_args = [PYTHON, str(Path(BENCH / "pause_bench.py")), "--serve-deployment"]
     with listening_process(probe_args) as probe, daemon(partitions=4, deployments=[probe]) as d:
         results = asyncio.run(bench(d.ingress, d.admin, probe, n, args.quick))

@@ -5,7 +5,7 @@
 
 The log of partition 0 is written directly with the log API and the codec (bench/workload.py's
 `simple` happy path: invoke → pinned → one entry → completed, 4 records per invocation), N records
-(1M; `--quick` 150k). Then, twice, a real `Partition` (the daemon's: FileLog + SQLite store +
+(1M; `--quick` 120k). Then, twice, a real `Partition` (the daemon's: FileLog + SQLite store +
 runner + leader) is started and timed from `run()` to ready (`task_status.started()`: the runner
 has applied the whole log and the leader has taken over):
 
@@ -138,12 +138,12 @@ async def bench(records: int, tail: int) -> list[Result]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="150k records (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="120k records (under a minute)")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     parser.add_argument("--records", type=int, default=None)
     parser.add_argument("--tail", type=int, default=100_000)
     args = parser.parse_args(argv)
-    records = args.records or (150_000 if args.quick else 1_000_000)
+    records = args.records or (120_000 if args.quick else 1_000_000)
     tail = min(args.tail, records)
     emit(asyncio.run(bench(records, tail)), args.json)
     return 0

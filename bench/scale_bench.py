@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per run")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (2.0 if args.quick else 6.0)
-    warmup = 0.5 if args.quick else 1.0
+    seconds = args.seconds or (1.5 if args.quick else 6.0)
+    warmup = 0.3 if args.quick else 1.0
     emit(measure(seconds, warmup), args.json)
     return 0
 
