@@ -202,8 +202,9 @@ def _start_pyspy(pid: int) -> subprocess.Popen[bytes] | None:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     out = Path(out_dir) / f"daemon-{pid}.txt"
     progress(f"py-spy: recording the daemon (pid {pid}) into {out}")
+    args = ["record", "--pid", str(pid), "--rate", "250", "--gil", "--format", "raw"]
     return subprocess.Popen(
-        [str(exe), "record", "--pid", str(pid), "--rate", "250", "--gil", "--format", "raw", "-o", str(out)],
+        [str(exe), *args, "-o", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
