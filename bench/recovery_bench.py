@@ -38,6 +38,7 @@ from processor.partition import Partition
 from processor.registry import Registry
 from processor.runner import Runner
 from processor.storage.store import Store
+from processor.telemetry import configure_logging
 
 SUITE = "recovery"
 APPEND_CHUNK = 1000
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     records = args.records or (120_000 if args.quick else 1_000_000)
     tail = min(args.tail, records)
+    configure_logging("warning", "console")  # stdout carries only the table / JSON lines
     emit(asyncio.run(bench(records, tail)), args.json)
     return 0
 
