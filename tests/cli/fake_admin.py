@@ -17,10 +17,13 @@ from aiohttp import web
 
 from processor.ids import InvalidId, new_deployment_id, new_invocation_id, parse_invocation_id
 
+# One reference moment, so entries given the same offset tie exactly (the timeline's order of ties
+# is part of what the tests check).
+NOW = dt.datetime.now(dt.UTC)
+
 
 def iso(seconds_from_now: float) -> str:
-    # Relative to the moment of the call, not of the import: the suite may run for minutes.
-    moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)
+    moment = NOW + dt.timedelta(seconds=seconds_from_now)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

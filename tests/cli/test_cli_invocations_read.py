@@ -115,7 +115,8 @@ def test_list_human_shows_a_row_per_invocation_with_failure_and_pin(admin: FakeA
     assert "backing-off" in out and "completed (failed)" in out
     assert "500: ship failed: warehouse [closed]" in out  # one line, brackets not eaten as markup
     assert inv["pinned_deployment"] in out
-    assert "in 2" in out  # next retry is relative: "in 29s"/"in 30s"
+    # next retry is relative ("in 29s"); how much is left depends on when the suite reached here
+    assert re.search(r"\b(in \d+[sm]|due \d+[sm] ago)\b", out)
     assert out.index(done["id"]) < out.index(inv["id"])  # newest first, as the server sent them
 
 
