@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,9 +13,9 @@ import pytest
 from processor.commands import Command
 from processor.retry import RetryPolicy
 from processor.state_machine import apply
-from processor.state_machine.lifecycle.common import evolve
+from processor.state_machine.lifecycle.common import evolve, make_evolve
 from processor.state_machine.types import ApplyContext
-from processor.status import Failure, Status
+from processor.status import Failure, InvocationView, Status
 from tests import builders as b
 from tests.builders import INV, INV_2, TestEnv, a_view
 
@@ -81,7 +82,8 @@ def test_same_view_and_command_give_equal_transitions() -> None:
     assert apply(view, command, ctx) == apply(view, command, ctx)
 
 
-def test_evolve_equals_dataclasses_replace() -> None:
+@pytest.mark.parametrize("evolve", [evolve, make_evolve(use_twin=False)], ids=["twin", "plain"])
+def test_evolve_equals_dataclasses_replace(evolve: Callable[..., InvocationView]) -> None:
     view = a_view(Status.BACKING_OFF, headers={"a": "b"})
     changes: dict[str, Any] = {
         "status": Status.PAUSED,
@@ -92,5 +94,8 @@ def test_evolve_equals_dataclasses_replace() -> None:
     }
     assert evolve(view, **changes) == dataclasses.replace(view, **changes)
     assert evolve(view) == view and evolve(view) is not view
+    assert type(evolve(view)) is InvocationView
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        evolve(view).attempt = 3  # type: ignore[misc]
     with pytest.raises(AttributeError):
         evolve(view, no_such_field=1)

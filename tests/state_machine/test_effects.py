@@ -75,6 +75,8 @@ def test_pinned_pins_the_first_deployment_and_records_the_last_one() -> None:
     env.given(Status.RUNNING)
     assert env.apply(pinned(deployment=DP_1)) == []
     assert (env.view().pinned_deployment, env.view().last_attempt_deployment) == (DP_1, DP_1)
+    env.apply(pinned(deployment=DP_1))
+    assert env.last is not None and not env.last.changed  # nothing new: nothing to write
     env.apply(pause())
     env.apply(resume())
     env.apply(pinned(attempt=2, deployment=DP_2))

@@ -17,6 +17,8 @@ entry(index, entry): index must equal `journal_length` (else a protocol error: t
 suspended(awaiting): an awaited completion already in the journal → StartAttempt(next attempt)
     at once, status stays `running`; otherwise → `suspended` with `awaiting` stored (no abort:
     the attempt ended by itself). Awaiting nothing is a protocol error (it could never wake).
+    Awaiting an id no sleep of this invocation produces keeps it suspended until a resume,
+    cancel or kill (later protocols complete other kinds of promises; ours does not).
 completed(value | failure): → `completed`, `result` (failure wins; no value means empty bytes),
     `completed_at`; the journal's `output` entry; sleep timers deleted; NotifyCompletion; event
     'completed'.
@@ -54,6 +56,8 @@ def attempt_pinned(view: InvocationView, cmd: AttemptPinned, ctx: ApplyContext) 
     if cmd.attempt != view.attempt:
         return stale(view, cmd, ctx)
     pinned = view.pinned_deployment or cmd.deployment_id
+    if pinned == view.pinned_deployment and cmd.deployment_id == view.last_attempt_deployment:
+        return Transition(view)  # every attempt reports its pin: most change nothing
     return Transition(
         evolve(view, pinned_deployment=pinned, last_attempt_deployment=cmd.deployment_id),
         changed=True,
