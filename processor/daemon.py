@@ -149,7 +149,12 @@ class Daemon:
         policy = cfg.invocation.default_retry_policy
         self.partitions = [
             Partition(
-                i, self.data_dir, self.registry, invocation=cfg.invocation, log_config=cfg.log
+                i,
+                self.data_dir,
+                self.registry,
+                invocation=cfg.invocation,
+                log_config=cfg.log,
+                on_append=self._append_observer(i),
             )
             for i in range(cfg.partitions)
         ]
@@ -201,6 +206,12 @@ class Daemon:
             with anyio.CancelScope(shield=True):
                 await self._stop_sites()
         log.info("daemon stopped")
+
+    def _append_observer(self, partition_id: int) -> Callable[[float], None]:
+        def observe(seconds: float) -> None:
+            self.metrics.observe_log_append(partition_id, seconds)
+
+        return observe
 
     def _batch_observer(self, partition_id: int) -> Callable[[int, float], None]:
         def observe(commands: int, seconds: float) -> None:

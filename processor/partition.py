@@ -19,6 +19,7 @@ queries.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,6 +40,23 @@ from processor.status import InvocationView, Result
 from processor.storage.store import JournalRow, Store
 
 
+class TimedAppends:
+    """The leader's view of the log, reporting how long each append took (to durability)."""
+
+    def __init__(self, log: FileLog, observe: Callable[[float], None]) -> None:
+        self._log = log
+        self._observe = observe
+
+    async def append_batch(self, payloads: Sequence[bytes]) -> list[int]:
+        began = time.perf_counter()
+        lsns = await self._log.append_batch(payloads)
+        self._observe(time.perf_counter() - began)
+        return lsns
+
+    def tail(self) -> int:
+        return self._log.tail()
+
+
 class PartitionNotRunning(RuntimeError):
     """The partition is not running (not started yet, or stopped)."""
 
@@ -54,6 +72,7 @@ class Partition:
         log_config: LogConfig | None = None,
         clock: Clock | None = None,
         batch_size: int = 1000,
+        on_append: Callable[[float], None] | None = None,
     ) -> None:
         self._id = partition_id
         self.directory = Path(data_dir) / "partitions" / str(partition_id)
@@ -62,6 +81,7 @@ class Partition:
         self.log_config = log_config or LogConfig()
         self.clock = clock
         self.batch_size = batch_size
+        self.on_append = on_append
         self.log: FileLog | None = None
         self._store: Store | None = None
         self.runner: Runner | None = None
@@ -118,7 +138,9 @@ class Partition:
             log_name=f"the log of partition {self._id} ({self.directory / 'log'})",
         )
         self._leader = Leader(
-            log_writer=self.log,
+            log_writer=self.log
+            if self.on_append is None
+            else TimedAppends(self.log, self.on_append),
             store=self._store,
             runner=self.runner,
             registry=self.registry,
