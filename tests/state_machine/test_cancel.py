@@ -32,6 +32,11 @@ def test_cancel_scheduled_invocation_completes_it_as_canceled() -> None:
     assert env.timers() == {}
     assert reply_code(actions) == 200
     assert env.event_kinds()[-2:] == ["cancel-requested", "completed"]
+    assert env.events()[-1].data == {
+        "outcome": "failure",
+        "failure": {"code": 409, "message": "canceled"},
+        "reason": "canceled",
+    }
 
 
 def test_cancel_running_invocation_appends_signal_and_restarts_attempt() -> None:

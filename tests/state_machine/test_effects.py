@@ -207,7 +207,7 @@ def test_completed_with_value_completes_and_notifies_callers() -> None:
     assert env.journal()[-1] == {"kind": "output", "value": b'"Hello"'}
     assert has_action(actions, NotifyCompletion, invocation_id=INV, result=result)
     assert no_action(actions, CancelTimer)  # no timers to forget
-    assert env.events()[-1].kind == "completed"
+    assert (env.events()[-1].kind, env.events()[-1].data) == ("completed", {"outcome": "success"})
 
 
 def test_completed_with_terminal_failure_stores_the_failure() -> None:

@@ -27,7 +27,14 @@ from typing import Any
 
 from processor.actions import AbortAttempt, CancelTimer, NotifyCompletion
 from processor.commands import Cancel, TimerKey, TimerKind
-from processor.state_machine.lifecycle.common import START_TIMER, emit, evolve, reply, start_attempt
+from processor.state_machine.lifecycle.common import (
+    START_TIMER,
+    emit,
+    evolve,
+    failure_body,
+    reply,
+    start_attempt,
+)
 from processor.state_machine.types import ApplyContext, JournalAppend, Transition
 from processor.status import Failure, InvocationView, Result, Status
 
@@ -40,7 +47,8 @@ def cancel_scheduled(view: InvocationView, cmd: Cancel, ctx: ApplyContext) -> Tr
     result = Result(failure=CANCELED)
     tr = Transition(view, changed=True, timers_deleted=[START_TIMER])
     seq = emit(tr, view.event_count, "cancel-requested", ts, {})
-    seq = emit(tr, seq, "completed", ts, {"failure": {"code": 409, "message": "canceled"}})
+    completion = {"outcome": "failure", "failure": failure_body(CANCELED), "reason": "canceled"}
+    seq = emit(tr, seq, "completed", ts, completion)
     tr.view = evolve(
         view,
         status=Status.COMPLETED,

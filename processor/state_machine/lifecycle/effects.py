@@ -21,7 +21,7 @@ suspended(awaiting): an awaited completion already in the journal → StartAttem
     cancel or kill (later protocols complete other kinds of promises; ours does not).
 completed(value | failure): → `completed`, `result` (failure wins; no value means empty bytes),
     `completed_at`; the journal's `output` entry; sleep timers deleted; NotifyCompletion; event
-    'completed'.
+    'completed' `{"outcome": "success"}` or `{"outcome": "failure", "failure"}`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ effect, see `common.stale`):
     `on_max_attempts` applies: 'pause' → `paused`, event 'paused' `{"reason", "failure"}`
     (reason "max-attempts", or "non-retryable" when the failure said so); 'kill' → `completed`
     with the failure (code, message) as result, sleep timers deleted, NotifyCompletion, event
-    'completed' `{"failure", "reason"}`.
+    'completed' `{"outcome": "failure", "failure", "reason"}`.
 
 Protocol errors of an attempt (a journal index gap, a processor-only entry kind, a suspension
 that awaits nothing) go through the same path as a retryable failure, with code 571 (Restate's
@@ -106,7 +106,8 @@ def fail_attempt(
     changes["transient_streak"] = 0
     if policy.on_max_attempts == "kill":
         result = Result(failure=Failure(failure.code, failure.message))
-        changes["event_count"] = emit(tr, seq + 1, "completed", ts, out_of_retries)
+        completion = {"outcome": "failure", **out_of_retries}
+        changes["event_count"] = emit(tr, seq + 1, "completed", ts, completion)
         tr.clear_timers = True
         tr.actions += [CancelTimer(view.id, None), NotifyCompletion(view.id, result)]
         tr.view = evolve(
