@@ -47,7 +47,10 @@ def next_delay_ms(policy: RetryPolicy, retry_count: int, invocation_id: str, att
     The jitter is in [0, 30 %] of the base delay, derived from a stable hash.
     """
     k = max(1, retry_count)
-    base = policy.initial_interval_ms * (policy.exponentiation_factor ** (k - 1))
+    try:
+        base = policy.initial_interval_ms * (policy.exponentiation_factor ** (k - 1))
+    except OverflowError:  # factor^k leaves the float range after ~1000 unlimited retries
+        base = float(policy.max_interval_ms)
     base_ms = int(min(base, float(policy.max_interval_ms)))
     digest = hashlib.blake2b(f"{invocation_id}:{attempt}".encode(), digest_size=8).digest()
     fraction = int.from_bytes(digest, "big") / float(1 << 64)

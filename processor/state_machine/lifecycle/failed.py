@@ -29,22 +29,12 @@ from typing import Any
 
 from processor.actions import CancelTimer, NotifyCompletion, ScheduleTimer
 from processor.commands import AttemptFailed, TimerKey, TimerKind
-from processor.retry import RetryPolicy, next_delay_ms
+from processor.retry import next_delay_ms
 from processor.state_machine.lifecycle.common import emit, evolve, failure_body, stale
 from processor.state_machine.types import ApplyContext, Event, Transition
 from processor.status import Failure, InvocationView, Result, Status
 
 PROTOCOL_VIOLATION = 571
-
-
-def retry_delay_ms(policy: RetryPolicy, retry_count: int, invocation_id: str, attempt: int) -> int:
-    """`next_delay_ms`, safe for unlimited retries: `factor ** k` overflows a float after ~1000
-    retries, when the delay has long been capped at `max_interval_ms`."""
-    try:
-        return next_delay_ms(policy, retry_count, invocation_id, attempt)
-    except OverflowError:
-        capped = RetryPolicy(policy.max_interval_ms, 1.0, policy.max_interval_ms)
-        return next_delay_ms(capped, 1, invocation_id, attempt)
 
 
 def fail_attempt(
@@ -93,7 +83,7 @@ def fail_attempt(
     policy = view.retry_policy
     exhausted = policy.max_attempts is not None and retry_count >= policy.max_attempts
     if retryable and not exhausted:
-        delay = retry_delay_ms(policy, retry_count, view.id, attempt)
+        delay = next_delay_ms(policy, retry_count, view.id, attempt)
         timer = TimerKey(TimerKind.RETRY, attempt)
         tr.timers_set.append((timer, ts + delay))
         tr.actions.append(ScheduleTimer(view.id, timer, ts + delay))
