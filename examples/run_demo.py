@@ -47,7 +47,12 @@ def register(uri: str) -> dict[str, object]:
         return result
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # run the cleanup below, as Ctrl-C does
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     children: list[subprocess.Popen[bytes]] = []
     python = sys.executable
     ledger = ROOT / "data" / "checkout-ledger.txt"
@@ -74,9 +79,11 @@ The daemon is running (data in ./data). Try:
   curl -X POST {INGRESS}/Checkout/process/send -d '{{"order": 1}}'   # v1 fails at step 3
   .venv/bin/processor invocations list
   .venv/bin/processor invocations describe <inv_id>    # after 3 attempts it is paused
-  python examples/checkout.py --port 9082 --version v2 &          # deploy the fix
+  .venv/bin/python examples/checkout.py --port 9082 --version v2 &   # deploy the fix
   .venv/bin/processor deployments register http://127.0.0.1:9082
   .venv/bin/processor invocations resume <inv_id> --deployment latest
+
+Or open the web UI: {ADMIN}/ui/
 
 Ctrl-C stops the daemon and the example deployments.
 """,
