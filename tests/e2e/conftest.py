@@ -20,8 +20,12 @@ StartDeployment = Callable[..., Awaitable[DeploymentProcess]]
 
 
 @pytest.fixture
-def daemon_handles() -> Iterator[list[Daemon]]:
-    """Every Daemon a test creates; any still alive at the end is SIGKILLed."""
+def daemon_handles(start_deployment: StartDeployment) -> Iterator[list[Daemon]]:
+    """Every Daemon a test creates; any still alive at the end is SIGKILLed.
+
+    Torn down before the deployments, so their in-flight attempts end with the connection (a
+    deployment still serving a long attempt would not exit at once when asked to).
+    """
     handles: list[Daemon] = []
     yield handles
     for handle in handles:

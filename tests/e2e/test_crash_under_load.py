@@ -15,10 +15,21 @@ import time
 from pathlib import Path
 
 import aiohttp
+import anyio
 import pytest
 
 from .conftest import StartDeployment
-from .support import Cli, Daemon, describe, ledger, list_invocations, register, send, wait_count
+from .support import (
+    Cli,
+    CliResult,
+    Daemon,
+    describe,
+    ledger,
+    list_invocations,
+    register,
+    send,
+    wait_count,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +97,10 @@ async def test_sigkill_under_load_loses_no_acknowledged_invocation_and_reruns_no
 
     await daemon.stop()
     cli = Cli(daemon.admin_url)
-    for partition in range(daemon.partitions):
-        result = await cli.run(
+    reports: dict[int, CliResult] = {}
+
+    async def verify(partition: int) -> None:
+        reports[partition] = await cli.run(
             "replay",
             "--verify",
             "--json",
@@ -96,6 +109,12 @@ async def test_sigkill_under_load_loses_no_acknowledged_invocation_and_reruns_no
             "--partition",
             str(partition),
         )
+
+    async with anyio.create_task_group() as tg:
+        for partition in range(daemon.partitions):
+            tg.start_soon(verify, partition)
+    for partition in range(daemon.partitions):
+        result = reports[partition]
         assert result.code == 0, result
         report = json.loads(result.stdout)
         assert report["live"]["match"] is True and report["divergence"] is None, report

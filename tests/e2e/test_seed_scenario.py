@@ -4,6 +4,7 @@ invocation resumed onto it; it completes without re-running the steps stored bef
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -52,8 +53,13 @@ async def test_seed_scenario_pause_after_max_attempts_then_resume_on_fixed_deplo
     tmp_path: Path,
 ) -> None:
     ledger_file = tmp_path / "ledger"
-    v1 = await start_deployment(
-        CHECKOUT, "--version", "v1", "--ledger", str(ledger_file), env=RETRY_ENV
+    v1, v2 = await asyncio.gather(
+        *(
+            start_deployment(
+                CHECKOUT, "--version", version, "--ledger", str(ledger_file), env=RETRY_ENV
+            )
+            for version in ("v1", "v2")  # v2, the fix, is registered only after the pause
+        )
     )
     registered = await cli.ok("deployments", "register", v1.uri)
     assert "Registered deployment dp_" in registered.stdout, registered
@@ -86,9 +92,6 @@ async def test_seed_scenario_pause_after_max_attempts_then_resume_on_fixed_deplo
         assert re.search(rf"\b{step}\b", shown), shown
     assert v1_id in shown
 
-    v2 = await start_deployment(
-        CHECKOUT, "--version", "v2", "--ledger", str(ledger_file), env=RETRY_ENV
-    )
     registered = await cli.ok("deployments", "register", v2.uri, "--output", "json")
     v2_id = json.loads(registered.stdout)["id"]
     assert v2_id != v1_id
