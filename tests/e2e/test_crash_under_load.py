@@ -56,7 +56,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_invocation_and_reruns_no
 
     async def one(i: int) -> str:
         async with gate:
-            arg = {"id": f"o-{i}", "step_ms": 200 + 3 * i}
+            arg = {"id": f"o-{i}", "step_ms": 300 + 5 * i}
             return await send(http, daemon, "Ledger/steps", arg)
 
     acknowledged = await asyncio.gather(*(one(i) for i in range(INVOCATIONS)))

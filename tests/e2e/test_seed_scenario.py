@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 
 # Long enough backoffs that a CLI poll (a fresh process each time) sees `backing-off`.
 RETRY_ENV = {
-    "CHECKOUT_INITIAL_INTERVAL": "2s",
-    "CHECKOUT_MAX_INTERVAL": "2s",
+    "CHECKOUT_INITIAL_INTERVAL": "2500ms",
+    "CHECKOUT_MAX_INTERVAL": "2500ms",
     "CHECKOUT_MAX_ATTEMPTS": "3",
     "CHECKOUT_ON_MAX_ATTEMPTS": "pause",
 }
