@@ -182,7 +182,8 @@ class Leader:
 
     async def propose(self, make_command: Callable[[str], Command]) -> Reply:
         """Append the command built for a fresh request id; return its Reply once applied."""
-        await self._ready.wait()
+        if not self._ready.is_set():  # anyio's wait() yields to the loop even when it is set
+            await self._ready.wait()
         request_id, future = self.replies.new_request()
         try:
             await self.append([make_command(request_id)])
