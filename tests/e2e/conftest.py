@@ -57,6 +57,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def cli(daemon: Daemon) -> Cli:
+    """The CLI pointed at the daemon as first started (a restart binds new ports)."""
     return Cli(daemon.admin_url)
 
 

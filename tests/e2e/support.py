@@ -32,7 +32,8 @@ STOP_TIMEOUT_S = 10.0
 
 
 class Daemon:
-    """One `processor serve` process on `data_dir`; restartable (each start appends to its log)."""
+    """One `processor serve` process on `data_dir`; restartable: each start binds new ports and
+    appends to the same output file."""
 
     def __init__(
         self,
