@@ -1,9 +1,9 @@
 """The state digest (sha256 over every state table in primary-key order) and the first difference.
 
-Canonical form: for each table of `STATE_TABLES` in order, the table name, then every row (all
-columns, in primary-key order) as a msgpack array. SQLite values are ints, strs, bytes, floats and
-NULL, all of which msgpack encodes unambiguously, so two stores have the same digest exactly when
-their state tables hold the same rows.
+Canonical form: for each table of `STATE_TABLES` in order, the table name, then every row (its
+state columns, ordered by invocation id and the row's own key) as a msgpack array. SQLite values
+are ints, strs, bytes, floats and NULL, all of which msgpack encodes unambiguously, so two stores
+have the same digest exactly when their state tables hold the same rows.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from processor.storage.schema import STATE_TABLES
 from processor.storage.view_codec import decode_view
 
 
-def _rows(conn: sqlite3.Connection, table: str, pk: tuple[str, ...]) -> sqlite3.Cursor:
-    return conn.execute(f"SELECT * FROM {table} ORDER BY {', '.join(pk)}")
+def _rows(
+    conn: sqlite3.Connection, table: str, cols: tuple[str, ...], pk: tuple[str, ...]
+) -> sqlite3.Cursor:
+    return conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {', '.join(pk)}")
 
 
 def digest_conn(conn: sqlite3.Connection) -> str:
@@ -38,9 +40,9 @@ def digest_conn(conn: sqlite3.Connection) -> str:
 def _digest(conn: sqlite3.Connection) -> str:
     h = hashlib.sha256()
     pack = msgpack.Packer(use_bin_type=True).pack
-    for table, pk in STATE_TABLES:
+    for table, cols, pk in STATE_TABLES:
         h.update(pack(table))
-        cur = _rows(conn, table, pk)
+        cur = _rows(conn, table, cols, pk)
         while True:
             chunk = cur.fetchmany(4096)
             if not chunk:
@@ -105,8 +107,8 @@ def _readable(table: str, cols: list[str], row: tuple[Any, ...]) -> dict[str, An
 
 
 def first_difference_conn(a: sqlite3.Connection, b: sqlite3.Connection) -> Difference | None:
-    for table, pk in STATE_TABLES:
-        cur_a, cur_b = _rows(a, table, pk), _rows(b, table, pk)
+    for table, state_cols, pk in STATE_TABLES:
+        cur_a, cur_b = _rows(a, table, state_cols, pk), _rows(b, table, state_cols, pk)
         cols = [d[0] for d in cur_a.description]
         idx = [cols.index(c) for c in pk]
         ra, rb = cur_a.fetchone(), cur_b.fetchone()

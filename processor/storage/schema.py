@@ -5,8 +5,16 @@ takes a file from version `i` to `i + 1`; a fresh file runs all of them. A file 
 build (version above `SCHEMA_VERSION`) is refused with a message naming both versions, because an
 older build cannot know what the newer tables mean.
 
-Text primary keys use `WITHOUT ROWID` so each row lives in its primary-key b-tree once (one index to
-update per write instead of two).
+Version 2 (the write path's locality): invocation ids are random, so keying the journal, events and
+timers by the id text scattered every batch's inserts over the whole file: nearly one dirty page per
+row, written to the WAL at COMMIT. Since version 2 every invocation also has an internal integer
+`key`, assigned in insertion order (SQLite's rowid: max + 1), and the journal, events and timers are
+keyed by `(inv_key, ...)`: the rows of the live (recent) invocations cluster at the end of each
+b-tree, so a batch dirties a few pages per table instead of one per row. The id text stays in every
+row (the API and the digest read by id) but is no longer part of a key. `inv_key` is an internal
+detail: it depends on the insertion history (a migrated file numbers differently from a rebuilt
+one), so it is in no digest and never leaves the store. Migration 1 -> 2 copies the tables in SQL;
+the state digest is the same before and after.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = (
     """CREATE TABLE partition (
@@ -62,16 +70,85 @@ _V1 = (
     ) WITHOUT ROWID""",
 )
 
-# MIGRATIONS[i] upgrades a file at version i to version i + 1.
-MIGRATIONS: tuple[Sequence[str], ...] = (_V1,)
+_INVOCATIONS_V2 = """CREATE TABLE {name} (
+        key INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        service TEXT NOT NULL,
+        handler TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        modified_at INTEGER NOT NULL,
+        pinned_deployment TEXT,
+        completed_at INTEGER,
+        idempotency_key TEXT,
+        view BLOB NOT NULL
+    )"""
+_INVOCATION_COLUMNS = (
+    "id, service, handler, status, created_at, modified_at, pinned_deployment, completed_at, "
+    "idempotency_key, view"
+)
+_V2 = (
+    _INVOCATIONS_V2.format(name="invocations_v2"),
+    # created_at order, so the oldest invocations get the smallest keys, as in a rebuilt store
+    f"INSERT INTO invocations_v2 ({_INVOCATION_COLUMNS}) SELECT {_INVOCATION_COLUMNS} "
+    "FROM invocations ORDER BY created_at, id",
+    """CREATE TABLE journal_v2 (
+        inv_key INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        invocation_id TEXT NOT NULL,
+        entry BLOB NOT NULL,
+        appended_at INTEGER NOT NULL,
+        PRIMARY KEY (inv_key, idx)
+    ) WITHOUT ROWID""",
+    "INSERT INTO journal_v2 SELECT i.key, j.idx, j.invocation_id, j.entry, j.appended_at "
+    "FROM journal j JOIN invocations_v2 i ON i.id = j.invocation_id",
+    """CREATE TABLE events_v2 (
+        inv_key INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        invocation_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (inv_key, seq)
+    ) WITHOUT ROWID""",
+    "INSERT INTO events_v2 SELECT i.key, e.seq, e.invocation_id, e.kind, e.at, e.data "
+    "FROM events e JOIN invocations_v2 i ON i.id = e.invocation_id",
+    """CREATE TABLE timers_v2 (
+        inv_key INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        key INTEGER NOT NULL,
+        invocation_id TEXT NOT NULL,
+        fire_at INTEGER NOT NULL,
+        PRIMARY KEY (inv_key, kind, key)
+    ) WITHOUT ROWID""",
+    "INSERT INTO timers_v2 SELECT i.key, t.kind, t.key, t.invocation_id, t.fire_at "
+    "FROM timers t JOIN invocations_v2 i ON i.id = t.invocation_id",
+    "DROP TABLE invocations",
+    "DROP TABLE journal",
+    "DROP TABLE events",
+    "DROP TABLE timers",
+    "ALTER TABLE invocations_v2 RENAME TO invocations",
+    "ALTER TABLE journal_v2 RENAME TO journal",
+    "ALTER TABLE events_v2 RENAME TO events",
+    "ALTER TABLE timers_v2 RENAME TO timers",
+    "CREATE INDEX invocations_by_created ON invocations (created_at DESC, id DESC)",
+    "CREATE INDEX invocations_by_status ON invocations (status, created_at DESC)",
+    "CREATE INDEX invocations_by_target ON invocations (service, handler, created_at DESC)",
+)
 
-# The tables that make up a partition's state, with their primary key columns, in digest order.
-STATE_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("partition", ("id",)),
-    ("invocations", ("id",)),
-    ("journal", ("invocation_id", "idx")),
-    ("events", ("invocation_id", "seq")),
-    ("timers", ("invocation_id", "kind", "key")),
+# MIGRATIONS[i] upgrades a file at version i to version i + 1.
+MIGRATIONS: tuple[Sequence[str], ...] = (_V1, _V2)
+
+# The tables that make up a partition's state, in digest order: (table, the columns that are state,
+# in digest column order, the columns that identify a row in digest order). The internal `inv_key`
+# columns are not state (see the module docstring), so the digest reads the same columns in the
+# same order as it did in version 1.
+STATE_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("partition", ("id", "applied_lsn", "leader_epoch"), ("id",)),
+    ("invocations", tuple(_INVOCATION_COLUMNS.split(", ")), ("id",)),
+    ("journal", ("invocation_id", "idx", "entry", "appended_at"), ("invocation_id", "idx")),
+    ("events", ("invocation_id", "seq", "kind", "at", "data"), ("invocation_id", "seq")),
+    ("timers", ("invocation_id", "kind", "key", "fire_at"), ("invocation_id", "kind", "key")),
 )
 
 
