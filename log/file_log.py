@@ -1,44 +1,49 @@
 """FileLog: the durable log - segment files, group commit, the fsync policy, tail notification.
 
-Group commit: `append` assigns the LSN and timestamp at once (so LSN order is call order), queues
-the record and awaits a future. One writer task drains the queue: everything queued while the
-previous write+fsync was in flight goes out as one `os.write` and one `fdatasync`, run in a
-dedicated worker thread so the event loop stays free. Then the tail moves and the futures resolve.
+Group commit, pipelined. `append` assigns the LSN and timestamp at once (so LSN order is call
+order), queues the record and awaits the future of the current group. The group's flush runs as
+a plain callback behind the tasks that are ready at that moment (typically the appenders the last
+fsync woke up), so they all join it; it frames the records and hands them to the OS with one
+`os.write` on the event loop (a page-cache copy). Under `fsync=always` the writer thread then
+runs `fdatasync`; while it is in flight, later groups are still written, and as soon as it
+returns the next `fdatasync` starts, covering all of them. A group is acknowledged (its future
+resolved, the tail moved) only by an `fdatasync` that started after the group's write returned.
+A big wave of appenders does not wait for its last member: once `eager_records` are queued and
+the disk is idle, they are written and their fsync overlaps the rest of the wave.
 
-Reads run on the event loop (segment bytes are almost always in the page cache) with `os.pread`
-of large chunks; a sequential reader resumes from where the previous batch ended.
+Rolling to a new segment waits for the fsync in flight, fsyncs the full segment and creates the
+next one in the writer thread; appends queue up meanwhile. `interval:<ms>` and `never`
+acknowledge at the write; `interval` fsyncs dirty data within the interval in the writer thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import fcntl
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from log.base import Clock, LogBase
-from log.errors import CorruptRecord, LogClosed, LogError, LogFailed, LogLocked, LogReadOnly
+from log.errors import LogClosed, LogError, LogFailed, LogLocked, LogReadOnly
 from log.policy import FsyncPolicy, parse_fsync_policy, parse_size
 from log.protocol import Lsn, Record
+from log.reader import SegmentReader
 from log.recovery import recover
 from log.segment import (
-    HEADER,
     HEADER_SIZE,
     MAX_PAYLOAD,
-    FrameMismatch,
     Pending,
     Segment,
+    create_segment,
+    delete_segments,
     encode_frames,
-    parse_frames,
-    segment_name,
 )
+from log.writer_thread import WriterThread
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
-_MAX_READ_CHUNK = 4 << 20
 
 
 class FileLog(LogBase):
@@ -49,6 +54,10 @@ class FileLog(LogBase):
     anything: a torn tail is left in place and only reported in `torn_tail_bytes` (beside a
     running writer it is usually a record being written), so it works beside a running writer.
     """
+
+    # While no fsync is in flight, an append that finds this many records queued writes them at
+    # once rather than waiting for the rest of its wave (their fsync overlaps the wave's tail).
+    eager_records = 256
 
     def __init__(
         self,
@@ -78,30 +87,34 @@ class FileLog(LogBase):
             recovered = recover(self.directory, writable=not readonly)
             self._segments = recovered.segments
             if not self._segments and not readonly:
-                self._segments.append(self._create_segment(1))
+                self._segments.append(create_segment(self.directory, 1))
         except BaseException:
             self._release_lock()
             raise
         self._firsts = [s.first_lsn for s in self._segments]
+        self._reader = SegmentReader(self._segments, self._firsts)
         self._last_ts = recovered.last_ts
         # bytes of a torn tail found on open: cut (with a warning) or, read-only, left alone
         self.torn_tail_bytes = recovered.ignored_tail
         self._first = self._segments[0].first_lsn if self._segments else 1
         self._tail = self._segments[-1].last_lsn if self._segments else 0
         self._next_lsn = self._tail + 1
-        # writer side
-        self._pending: list[Pending] = []
+        # writer side (see the module docstring)
+        self._refuse = readonly  # appends must go through _check_writable (closing, failed, ...)
+        self._loop: asyncio.AbstractEventLoop | None = None  # bound at the first append
+        self._thread: WriterThread | None = None  # fsyncs and rolls
+        self._pending: list[Pending] = []  # queued, not yet written
         self._pending_bytes = 0
         self._group: _CommitGroup | None = None  # what the queued appends await
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._written_lsn: Lsn = self._tail  # the last LSN handed to the OS
+        self._synced_lsn: Lsn = self._tail  # the last LSN covered by a finished fdatasync
+        self._unsynced: deque[tuple[Lsn, _CommitGroup]] = deque()  # written, awaiting fsync
+        self._syncing = False  # an fdatasync is in flight
+        self._rolling: asyncio.Task[None] | None = None
+        self._quiet: list[asyncio.Future[None]] = []  # woken when no fsync is in flight
+        self._sync_timer: asyncio.TimerHandle | None = None  # interval policy
         self._closing = False
         self._failure: BaseException | None = None
-        self._dirty = False  # written but not fsynced (interval / never)
-        self._sync_due = 0.0
-        self._executor: ThreadPoolExecutor | None = None
-        # reader side: where the previous read_batch stopped
-        self._hint: tuple[Segment, int, int] | None = None  # (segment, offset, lsn)
 
     # --- appends ----------------------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -115,8 +128,9 @@ class FileLog(LogBase):
                 f"({self._failure!r}); reopen the log"
             ) from self._failure
 
-    def _enqueue(self, payload: bytes) -> tuple[int, _CommitGroup]:
-        if self._closing or self._failure is not None or self.readonly:
+    async def append(self, payload: bytes) -> Lsn:
+        # The hot path: no helper calls (every microsecond here is paid per record).
+        if self._refuse:
             self._check_writable()
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"a record payload is at most {MAX_PAYLOAD} bytes, got {len(payload)}")
@@ -125,200 +139,187 @@ class FileLog(LogBase):
         now = self._clock()
         if now > self._last_ts:
             self._last_ts = now
-        self._pending.append((lsn, self._last_ts, payload))
+        pending = self._pending
+        pending.append((lsn, self._last_ts, payload))
         self._pending_bytes += HEADER_SIZE + len(payload)
         group = self._group
         if group is None:
-            group = self._group = _CommitGroup()
-            if self._writer is None:
-                self._start_writer()
-            self._wake.set()
-        return lsn, group
-
-    async def append(self, payload: bytes) -> Lsn:
-        if self._closed:
-            raise LogClosed("the log is closed")
-        lsn, group = self._enqueue(payload)
+            group = self._open_group()
+        elif len(pending) >= self.eager_records and not self._syncing:
+            self._flush()
         await group
         return lsn
 
     async def append_batch(self, payloads: Sequence[bytes]) -> list[Lsn]:
-        if self._closed:
-            raise LogClosed("the log is closed")
+        if self._refuse:
+            self._check_writable()
         if not payloads:
             return []
         if any(len(p) > MAX_PAYLOAD for p in payloads):
             raise ValueError(f"a record payload is at most {MAX_PAYLOAD} bytes")
-        lsns = [self._enqueue(p)[0] for p in payloads]
-        group = self._group
-        assert group is not None
-        await group
-        return lsns
+        first = self._next_lsn
+        self._next_lsn = first + len(payloads)
+        now = self._clock()
+        if now > self._last_ts:
+            self._last_ts = now
+        ts = self._last_ts
+        self._pending.extend([(first + i, ts, p) for i, p in enumerate(payloads)])
+        self._pending_bytes += HEADER_SIZE * len(payloads) + sum(map(len, payloads))
+        await (self._group or self._open_group())
+        return list(range(first, first + len(payloads)))
 
-    def _start_writer(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"log-{self.directory.name}")
-        # Owned by this log: close() drains and awaits it.
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+    def _open_group(self) -> _CommitGroup:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+            self._thread = WriterThread(loop, f"log-{self.directory.name}")
+        group = self._group = _CommitGroup(loop=loop)
+        loop.call_soon(self._flush)
+        return group
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                if self._closing:
+    def _flush(self) -> None:
+        """Write the queued records to the OS (on the loop: it is a page-cache copy)."""
+        if not self._pending or self._rolling is not None or self._failure is not None:
+            return
+        batch, group, nbytes = self._pending, self._group, self._pending_bytes
+        self._pending, self._group, self._pending_bytes = [], None, 0
+        assert group is not None and self._loop is not None
+        if self._segments[-1].size + nbytes > self.segment_size:
+            self._rolling = self._loop.create_task(self._roll_and_write(batch, group))
+            return
+        try:
+            self._write(batch, 0, len(batch))
+        except Exception as exc:
+            self._fail(exc, group)
+            return
+        self._written(batch[-1][0], group)
+
+    def _write(self, batch: list[Pending], start: int, end: int) -> None:
+        seg = self._segments[-1]
+        chunk = batch if start == 0 and end == len(batch) else batch[start:end]
+        data = b"".join(encode_frames(seg, chunk, seg.size))
+        done = os.write(seg.fd, data)
+        while done < len(data):
+            done += os.write(seg.fd, memoryview(data)[done:])
+        seg.size += len(data)
+        seg.last_lsn = self._written_lsn = chunk[-1][0]
+
+    def _written(self, last: Lsn, group: _CommitGroup) -> None:
+        """Records up to `last` are written: acknowledge them now, or after an fsync."""
+        if self.policy.kind == "always":
+            self._unsynced.append((last, group))
+            if not self._syncing:
+                self._start_sync()
+            return
+        self._advance_tail(last)
+        group.set_result(None)
+        if not self._syncing:
+            self._arm_interval()
+
+    def _start_sync(self) -> None:
+        assert self._thread is not None
+        self._syncing = True
+        self._thread.submit(self._synced, self._sync, self._segments[-1].fd, self._written_lsn)
+
+    def _sync(self, fd: int, upto: Lsn) -> Lsn:  # in the writer thread
+        self._sync_fn(fd)
+        self.fsync_count += 1
+        return upto
+
+    def _synced(self, upto: Lsn, error: BaseException | None) -> None:
+        self._syncing = False
+        if error is not None:
+            self._fail(error, None)
+        elif self._failure is None:
+            self._synced_lsn = upto
+            unsynced = self._unsynced
+            if unsynced:
+                if upto > self._tail:
+                    self._advance_tail(upto)
+                while unsynced and unsynced[0][0] <= upto:
+                    unsynced.popleft()[1].set_result(None)
+            if self._written_lsn > upto:
+                if self.policy.kind == "always":
+                    self._start_sync()
                     return
-                await self._idle(loop)
-                continue
-            batch, group, nbytes = self._pending, self._group, self._pending_bytes
-            self._pending, self._group, self._pending_bytes = [], None, 0
-            assert group is not None
-            try:
-                await self._write_batch(loop, batch, nbytes)
-            except Exception as exc:
-                self._fail(exc, group)
-                return
-            self._advance_tail(batch[-1][0])
-            group.set_result(None)
+                self._arm_interval()
+        quiet, self._quiet = self._quiet, []
+        for fut in quiet:
+            if not fut.done():
+                fut.set_result(None)
 
-    async def _idle(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._dirty and self.policy.kind == "interval":
-            delay = self._sync_due - loop.time()
-            if delay <= 0:
-                await self._run(self._sync_active)
-                return
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                return
-        else:
-            await self._wake.wait()
-        self._wake.clear()
+    def _arm_interval(self) -> None:
+        if self.policy.kind == "interval" and self._sync_timer is None:
+            assert self._loop is not None
+            delay = self.policy.interval_ms / 1000
+            self._sync_timer = self._loop.call_later(delay, self._interval_due)
 
-    async def _write_batch(
-        self, loop: asyncio.AbstractEventLoop, batch: list[Pending], nbytes: int
-    ) -> None:
-        start = 0
-        while start < len(batch):
-            seg = self._segments[-1]
-            room = self.segment_size - seg.size
-            end = len(batch)
-            if nbytes > room:  # cut the batch where the segment is full
-                end, used = start, 0
+    def _interval_due(self) -> None:
+        self._sync_timer = None
+        if self._syncing or self._rolling is not None or self._failure is not None:
+            return  # the fsync in flight re-arms the timer; a roll fsyncs the sealed segment
+        if self._synced_lsn < self._written_lsn:
+            self._start_sync()
+
+    async def _quiesce(self) -> None:
+        """Wait until no fsync is in flight (under `always`: everything written is durable)."""
+        while self._syncing:
+            assert self._loop is not None
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._quiet.append(fut)
+            await fut
+
+    async def _roll_and_write(self, batch: list[Pending], group: _CommitGroup) -> None:
+        """Write `batch`, which does not fit the active segment, rolling as often as needed."""
+        assert self._thread is not None
+        try:
+            start = 0
+            while start < len(batch):
+                seg = self._segments[-1]
+                room, end, used = self.segment_size - seg.size, start, 0
                 while end < len(batch) and used + HEADER_SIZE + len(batch[end][2]) <= room:
                     used += HEADER_SIZE + len(batch[end][2])
                     end += 1
                 if end == start and seg.size == 0:
                     end = start + 1  # a record larger than a segment gets a segment of its own
-            if end > start:
-                chunk = batch[start:end]
-                sync = self.policy.kind == "always"
-                if self.policy.kind == "interval":
-                    if not self._dirty:
-                        self._sync_due = loop.time() + self.policy.interval_ms / 1000
-                    sync = loop.time() >= self._sync_due
-                if sync:
-                    seg.size = await self._run(self._write_sync, seg, chunk, True)
-                else:  # writing to the page cache is quick: no thread hop
-                    seg.size = self._write_sync(seg, chunk, False)
-                seg.last_lsn = chunk[-1][0]
-                self._dirty = not sync
-                nbytes -= sum(HEADER_SIZE + len(p) for _, _, p in chunk) if end < len(batch) else 0
-                start = end
-            if start < len(batch):
-                new = await self._run(self._roll_sync, batch[start][0])
-                self._segments.append(new)
-                self._firsts.append(new.first_lsn)
+                if end > start:
+                    self._write(batch, start, end)
+                    start = end
+                if start < len(batch):
+                    await self._quiesce()
+                    dirty = seg.fd if self._written_lsn > self._synced_lsn else None
+                    new = await self._thread.run(self._roll, dirty, batch[start][0])
+                    if dirty is not None:  # a sealed segment is always complete on disk
+                        self._synced(self._written_lsn, None)
+                    self._segments.append(new)
+                    self._firsts.append(new.first_lsn)
+        except Exception as exc:
+            self._fail(exc, group)
+            return
+        finally:
+            self._rolling = None
+        self._written(batch[-1][0], group)
+        self._flush()  # what queued up during the roll
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    def _roll(self, dirty_fd: int | None, first_lsn: int) -> Segment:  # in the writer thread
+        if dirty_fd is not None:
+            self._sync(dirty_fd, 0)
+        return create_segment(self.directory, first_lsn)
 
-    # --- blocking parts, run in the writer thread --------------------------------------------
-    def _write_sync(self, seg: Segment, chunk: list[Pending], sync: bool) -> int:
-        data = b"".join(encode_frames(seg, chunk, seg.size))
-        view, written = memoryview(data), 0
-        while written < len(data):
-            written += os.write(seg.fd, view[written:])
-        if sync:
-            self._sync_fn(seg.fd)
-            self.fsync_count += 1
-        return seg.size + len(data)
-
-    def _sync_active(self) -> None:
-        self._sync_fn(self._segments[-1].fd)
-        self.fsync_count += 1
-        self._dirty = False
-
-    def _roll_sync(self, first_lsn: int) -> Segment:
-        if self._dirty:
-            self._sync_active()  # a sealed segment is always complete on disk
-        return self._create_segment(first_lsn)
-
-    def _create_segment(self, first_lsn: int) -> Segment:
-        path = self.directory / segment_name(first_lsn)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
-        _fsync_dir(self.directory)
-        return Segment(path, first_lsn, fd)
-
-    def _fail(self, exc: BaseException, group: _CommitGroup) -> None:
+    def _fail(self, exc: BaseException, group: _CommitGroup | None) -> None:
         self._failure = exc
+        self._refuse = True
         error = LogFailed(f"writing the log in {self.directory} failed: {exc!r}; reopen the log")
-        for g in (group, self._group):
-            if g is not None:
+        for g in (group, self._group, *(g for _, g in self._unsynced)):
+            if g is not None and not g.done():
                 g.set_exception(error)
-        self._pending, self._group = [], None
+        self._pending, self._group, self._pending_bytes = [], None, 0
+        self._unsynced.clear()
 
     # --- reads ------------------------------------------------------------------------------
     async def read_batch(self, from_lsn: Lsn, max_records: int) -> list[Record]:
         self._check_read(from_lsn, max_records)
-        return self._read_now(from_lsn, max_records)
-
-    def _read_now(self, from_lsn: Lsn, max_records: int) -> list[Record]:
-        last = min(self._tail, from_lsn + max_records - 1)
-        out: list[Record] = []
-        lsn = from_lsn
-        while lsn <= last:
-            hint = self._hint
-            if hint is not None and hint[2] == lsn and lsn <= hint[0].last_lsn:
-                seg, off, at = hint
-            else:
-                seg = self._segments[bisect.bisect_right(self._firsts, lsn) - 1]
-                at, off = seg.seek_point(lsn)
-            stop = min(last, seg.last_lsn)
-            avg = seg.size // max(1, seg.last_lsn - seg.first_lsn + 1)
-            while at <= stop:
-                want = max(64 << 10, min(_MAX_READ_CHUNK, (stop - at + 1) * avg + 4096))
-                buf = os.pread(seg.fd, min(want, seg.size - off), off)
-                pos, at = self._parse(seg, buf, off, at, lsn, stop, out)
-                if pos == 0 and len(buf) >= HEADER_SIZE:  # one record larger than the chunk
-                    length = HEADER.unpack_from(buf)[0]
-                    buf = os.pread(seg.fd, HEADER_SIZE + length, off)
-                    pos, at = self._parse(seg, buf, off, at, lsn, stop, out)
-                if pos == 0:
-                    raise CorruptRecord(
-                        f"log segment {seg.path} is shorter than verified: LSN {at} at byte "
-                        f"offset {off} cannot be read",
-                        path=seg.path,
-                        offset=off,
-                        lsn=at,
-                    )
-                off += pos
-            self._hint = (seg, off, at)
-            lsn = at
-        return out
-
-    @staticmethod
-    def _parse(
-        seg: Segment, buf: bytes, off: int, at: int, lsn: int, stop: int, out: list[Record]
-    ) -> tuple[int, int]:
-        try:
-            return parse_frames(buf, 0, at, lsn, stop, out)
-        except FrameMismatch as exc:
-            raise CorruptRecord(
-                f"log segment {seg.path} changed on disk: byte offset {off + exc.offset} "
-                f"holds LSN {exc.found} where LSN {exc.expected} was verified",
-                path=seg.path,
-                offset=off + exc.offset,
-                lsn=exc.expected,
-            ) from None
+        return self._reader.read(from_lsn, min(self._tail, from_lsn + max_records - 1))
 
     # --- trim and close ---------------------------------------------------------------------
     async def trim(self, up_to_lsn: Lsn) -> None:
@@ -330,25 +331,33 @@ class FileLog(LogBase):
         if not drop:
             return
         self._first = self._segments[0].first_lsn
-        if self._hint is not None and self._hint[0] in drop:
-            self._hint = None
-        await asyncio.to_thread(_delete_segments, self.directory, drop)
+        self._reader.forget(drop)
+        await asyncio.to_thread(delete_segments, self.directory, drop)
 
     async def close(self) -> None:
         if self._closed or self._closing:
             return
-        self._closing = True
+        self._closing = self._refuse = True
         try:
-            if self._writer is not None:
-                self._wake.set()
-                await self._writer
-                if self._dirty and self._failure is None:
-                    await self._run(self._sync_active)
+            if self._sync_timer is not None:
+                self._sync_timer.cancel()
+            while self._thread is not None:  # drain: queued appends become durable (or fail)
+                if self._rolling is not None:
+                    await asyncio.wait([self._rolling])
+                elif self._pending and self._failure is None:
+                    self._flush()
+                elif self._syncing:
+                    await self._quiesce()
+                else:
+                    break
+            dirty = self._written_lsn > self._synced_lsn  # interval / never
+            if self._thread is not None and self._failure is None and dirty:
+                await self._thread.run(self._sync, self._segments[-1].fd, self._written_lsn)
         finally:
             self._closed = True
             self._fail_waiters()
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
+            if self._thread is not None:
+                self._thread.stop()
             for seg in self._segments:
                 os.close(seg.fd)
             self._release_lock()
@@ -385,18 +394,3 @@ def _lock(directory: Path) -> int:
         os.close(fd)
         raise LogLocked(directory) from None
     return fd
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _delete_segments(directory: Path, segments: list[Segment]) -> None:
-    for seg in segments:
-        os.close(seg.fd)
-        seg.path.unlink()
-    _fsync_dir(directory)

@@ -220,3 +220,26 @@ def find_valid_frame_after(seg: Segment, offset: int, lsn: int) -> tuple[int, in
             at = data.find(pattern, at + 1)
             checked += 1
     return None
+
+
+def create_segment(directory: Path, first_lsn: int) -> Segment:
+    """Create an empty segment file (and make its directory entry durable)."""
+    path = directory / segment_name(first_lsn)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+    fsync_dir(directory)
+    return Segment(path, first_lsn, fd)
+
+
+def delete_segments(directory: Path, segments: list[Segment]) -> None:
+    for seg in segments:
+        os.close(seg.fd)
+        seg.path.unlink()
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
