@@ -16,7 +16,7 @@ import fcntl
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -75,25 +75,20 @@ def acquire_data_dir_lock(data_dir: Path) -> IO[str]:
     return handle
 
 
-def _route_kind(request: web.Request) -> str:
-    path = request.path
-    if path.startswith("/invocations/"):
-        return "attach" if path.endswith("/attach") else "output"
-    if request.method == "POST":
-        return "send" if path.endswith("/send") else "call"
-    return "other"
+def ingress_request_counter(metrics: Metrics) -> Callable[[str, int], None]:
+    """The ingress's per-request counter: the labelled child is looked up once per (kind, code)
+    (prometheus_client's `labels()` takes a lock and builds its key on every call)."""
+    children: dict[tuple[str, int], Any] = {}
 
+    def count(kind: str, code: int) -> None:
+        child = children.get((kind, code))
+        if child is None:
+            metrics.ingress_request(kind, code)  # validates the labels
+            children[(kind, code)] = metrics.ingress_requests.labels(kind, str(code))
+            return
+        child.inc()
 
-def ingress_metrics_middleware(metrics: Metrics) -> Any:
-    @web.middleware
-    async def middleware(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        response = await handler(request)
-        metrics.ingress_request(_route_kind(request), response.status)
-        return response
-
-    return middleware
+    return count
 
 
 def observe_command(metrics: Metrics) -> Callable[[Any, Command, Any, Transition], None]:
@@ -175,10 +170,10 @@ class Daemon:
                     await self._refresh_gauges()
                     return self.metrics.render()
 
-                ingress = Ingress(router, self.registry, policy)
+                ingress = Ingress(
+                    router, self.registry, policy, count=ingress_request_counter(self.metrics)
+                )
                 ingress_app = ingress.app()
-                # Outermost, so error answers (400, 404, 470, …) are counted by their code too.
-                ingress_app.middlewares.insert(0, ingress_metrics_middleware(self.metrics))
                 admin = AdminApi(router, self.registry, policy, metrics=render_metrics)
                 admin_app = admin.app()
                 mount_ui(admin_app, admin)

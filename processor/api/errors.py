@@ -33,23 +33,29 @@ class ApiError(Exception):
         self.message = message
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def error_response(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON answer for an exception raised by a route; re-raises what is not an error."""
+    if isinstance(exc, ApiError):
         return json_error(exc.status, exc.message)
-    except (LeaderStopped, PartitionNotRunning) as exc:
+    if isinstance(exc, LeaderStopped | PartitionNotRunning):
         return json_error(503, f"{exc}; the daemon is starting or shutting down, retry shortly")
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         reason = exc.text or exc.reason
         if exc.status == 404:
             reason = f"no route for {request.method} {request.path}"
         elif exc.status == 405:
             reason = f"method {request.method} is not allowed on {request.path}"
         return json_error(exc.status, reason)
-    except Exception:
-        log.exception("unhandled error in API route", method=request.method, path=request.path)
-        return json_error(500, f"internal error while handling {request.method} {request.path}")
+    # Called from the middleware's `except` block, so the traceback is the current exception's.
+    log.exception("unhandled error in API route", method=request.method, path=request.path)
+    return json_error(500, f"internal error while handling {request.method} {request.path}")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return error_response(request, exc)

@@ -11,19 +11,20 @@ resolved here (config + discovery) and carried in the invoke command.
 
 from __future__ import annotations
 
+import secrets
 import time
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from processor.api.errors import ApiError, error_middleware
+from processor.api.errors import ApiError, error_response
 from processor.api.partitions import PartitionHandle, PartitionRouter
 from processor.commands import Invoke
 from processor.ids import (
     InvalidId,
     idempotent_invocation_id,
-    new_invocation_id,
+    make_invocation_id,
     parse_invocation_id,
 )
 from processor.registry import Registry
@@ -33,7 +34,28 @@ from processor.status import Failure, Result
 NOT_READY = 470  # Restate's "not ready yet" for GET …/output
 MAX_BODY_BYTES = 10 * 1024 * 1024
 FORWARDED_HEADERS_SKIP = {"host", "content-length", "connection", "transfer-encoding"}
+_SUFFIX_MASK = (1 << 128) - 1
 
+# Called once per answered request with its route kind (call, send, output, attach, other) and
+# status code: the daemon counts them for /metrics.
+RequestCounter = Callable[[str, int], None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _new_id() -> tuple[str, int]:
+    """A fresh random invocation id and its partition key, from one call to the OS's RNG."""
+    bits = secrets.randbits(192)
+    key = bits >> 128
+    return make_invocation_id(key, bits & _SUFFIX_MASK), key
+
+
+def route_kind(request: web.Request) -> str:
+    path = request.path
+    if path.startswith("/invocations/"):
+        return "attach" if path.endswith("/attach") else "output"
+    if request.method == "POST":
+        return "send" if path.endswith("/send") else "call"
+    return "other"
 
 
 def result_response(invocation_id: str, result: Result) -> web.Response:
@@ -70,21 +92,43 @@ def _result_from_reply(body: dict[str, Any]) -> Result | None:
 
 class Ingress:
     def __init__(
-        self, router: PartitionRouter, registry: Registry, default_policy: RetryPolicy
+        self,
+        router: PartitionRouter,
+        registry: Registry,
+        default_policy: RetryPolicy,
+        count: RequestCounter | None = None,
     ) -> None:
         self.router = router
         self.registry = registry
         self.default_policy = default_policy
+        self.count = count
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+        # One middleware for both error answers and counting (so error codes are counted too):
+        # each middleware is another coroutine frame on every request of the hot path.
+        count = self.count
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = error_response(request, exc)
+            if count is not None:
+                count(route_kind(request), response.status)
+            return response
+
+        app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/invocations/{id}/output", self.output)
         app.router.add_get("/invocations/{id}/attach", self.attach)
         app.router.add_post("/{service}/{handler}/send", self.send)
         app.router.add_post("/{service}/{handler}", self.call)
         return app
 
-    def _prepare(self, request: web.Request, body: bytes, execute_at: int | None) -> Invoke:
+    def _prepare(
+        self, request: web.Request, body: bytes, execute_at: int | None
+    ) -> tuple[dict[str, Any], PartitionHandle]:
+        """The Invoke command's fields (all but the request id) and the partition owning it."""
         service = request.match_info["service"]
         handler = request.match_info["handler"]
         if not self.registry.handler_exists(service, handler):
@@ -96,39 +140,45 @@ class Ingress:
         key = request.headers.get("idempotency-key")
         if key is not None and not key.strip():
             raise ApiError(400, "the idempotency-key header must not be empty")
-        invocation_id = (
-            idempotent_invocation_id(service, handler, key) if key else new_invocation_id()
-        )
-        headers = {
-            k.lower(): v
-            for k, v in request.headers.items()
-            if k.lower() not in FORWARDED_HEADERS_SKIP
+        if key:
+            invocation_id = idempotent_invocation_id(service, handler, key)
+            partition = self.router.for_id(invocation_id)
+        else:
+            invocation_id, partition_key = _new_id()
+            partition = self.router.for_key(partition_key)
+        headers = {}
+        for k, v in request.headers.items():
+            lower = k.lower()
+            if lower not in FORWARDED_HEADERS_SKIP:
+                headers[lower] = v
+        fields = {
+            "invocation_id": invocation_id,
+            "service": service,
+            "handler": handler,
+            "input": body,
+            "retry_policy": self.registry.resolve_retry_policy(
+                service, handler, self.default_policy
+            ),
+            "headers": headers,
+            "idempotency_key": key,
+            "execute_at": execute_at,
         }
-        return Invoke(
-            invocation_id=invocation_id,
-            service=service,
-            handler=handler,
-            input=body,
-            retry_policy=self.registry.resolve_retry_policy(service, handler, self.default_policy),
-            headers=headers,
-            idempotency_key=key,
-            execute_at=execute_at,
-        )
+        return fields, partition
 
     async def call(self, request: web.Request) -> web.Response:
         body = await request.read()
-        invoke = self._prepare(request, body, None)
-        partition = self.router.for_id(invoke.invocation_id)
-        waiter = partition.wait_for_completion(invoke.invocation_id)
+        fields, partition = self._prepare(request, body, None)
+        invocation_id: str = fields["invocation_id"]
+        waiter = partition.wait_for_completion(invocation_id)
         try:
-            reply = await partition.propose(lambda rid: _with_request(invoke, rid))
+            reply = await partition.propose(lambda rid: Invoke(**fields, request_id=rid))
             if reply.code >= 400:
                 raise ApiError(reply.code, str(reply.body.get("message", "rejected")))
             done = _result_from_reply(reply.body)
             result = done if done is not None else await waiter
         finally:
-            partition.forget_waiter(invoke.invocation_id, waiter)
-        return result_response(invoke.invocation_id, result)
+            partition.forget_waiter(invocation_id, waiter)
+        return result_response(invocation_id, result)
 
     async def send(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -139,16 +189,16 @@ class Ingress:
             except ValueError as exc:
                 raise ApiError(400, f"bad ?delay=: {exc}") from None
             execute_at = int(time.time() * 1000) + delay if delay > 0 else None
-        invoke = self._prepare(request, body, execute_at)
-        partition = self.router.for_id(invoke.invocation_id)
-        reply = await partition.propose(lambda rid: _with_request(invoke, rid))
+        fields, partition = self._prepare(request, body, execute_at)
+        invocation_id: str = fields["invocation_id"]
+        reply = await partition.propose(lambda rid: Invoke(**fields, request_id=rid))
         if reply.code >= 400:
             raise ApiError(reply.code, str(reply.body.get("message", "rejected")))
         status = reply.body.get("status", "Accepted")
         return web.json_response(
-            {"invocationId": invoke.invocation_id, "status": status},
+            {"invocationId": invocation_id, "status": status},
             status=202,
-            headers={"x-invocation-id": invoke.invocation_id},
+            headers={"x-invocation-id": invocation_id},
         )
 
     async def output(self, request: web.Request) -> web.Response:
@@ -176,7 +226,3 @@ class Ingress:
         finally:
             partition.forget_waiter(invocation_id, waiter)
         return result_response(invocation_id, result)
-
-
-def _with_request(invoke: Invoke, request_id: str) -> Invoke:
-    return replace(invoke, request_id=request_id)

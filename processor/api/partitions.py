@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from processor.actions import Reply
 from processor.commands import Command
-from processor.ids import partition_of
+from processor.ids import partition_of, partition_of_key
 from processor.state_machine.types import Event
 from processor.status import InvocationView, Result
 
@@ -61,3 +61,7 @@ class PartitionRouter:
 
     def for_id(self, invocation_id: str) -> PartitionHandle:
         return self.partitions[partition_of(invocation_id, len(self.partitions))]
+
+    def for_key(self, partition_key: int) -> PartitionHandle:
+        """The partition of an id whose partition key is known (saves decoding the id)."""
+        return self.partitions[partition_of_key(partition_key, len(self.partitions))]
