@@ -40,15 +40,17 @@ Offsets::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 Lsn = int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One log record: its position, its append time (ms since the epoch) and its bytes."""
+class Record(NamedTuple):
+    """One log record: its position, its append time (ms since the epoch) and its bytes.
+
+    A named tuple rather than a dataclass: reads build one per record, and a tuple is built about
+    three times faster (fields are read-only either way).
+    """
 
     lsn: Lsn
     timestamp_ms: int

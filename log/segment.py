@@ -89,12 +89,8 @@ class FrameMismatch(Exception):
         self.offset, self.expected, self.found = offset, expected, found
 
 
-# Records are built without the dataclass __init__: a frozen dataclass sets each field through
-# object.__setattr__, which made parsing ~40% slower. Writing the slots directly is equivalent.
-_new_object = object.__new__
-_set_lsn = Record.__dict__["lsn"].__set__
-_set_ts = Record.__dict__["timestamp_ms"].__set__
-_set_payload = Record.__dict__["payload"].__set__
+_LEN_LSN_TS = struct.Struct("<I4xQQ")  # a header without its CRC
+_new_tuple = tuple.__new__  # Record(...) without the keyword-capable __new__ wrapper: 2x faster
 
 
 def parse_frames(
@@ -103,33 +99,31 @@ def parse_frames(
     """Parse whole frames in `buf` from `pos` (holding `lsn`) up to `stop_lsn`.
 
     Records below `from_lsn` are hopped over. CRCs are not checked: every byte was verified when
-    the log was opened or was written by this process. Returns (next pos, next lsn).
+    the log was opened or was written by this process. Each frame's LSN is checked against its
+    position. Returns (next pos, next lsn).
     """
-    limit = len(buf) - HEADER_SIZE
-    unpack = HEADER.unpack_from
+    size = len(buf)
+    limit = size - HEADER_SIZE
+    unpack = _LEN_LSN_TS.unpack_from
     while lsn < from_lsn and pos <= limit:
-        length, _, found, _ = unpack(buf, pos)
+        length, found, _ = unpack(buf, pos)
         end = pos + HEADER_SIZE + length
-        if end > limit + HEADER_SIZE:
+        if end > size:
             return pos, lsn
         if found != lsn:
             raise FrameMismatch(pos, lsn, found)
         pos = end
         lsn += 1
-    add = out.append
+    add, new, record = out.append, _new_tuple, Record
     while lsn <= stop_lsn and pos <= limit:
-        length, _, found, ts = unpack(buf, pos)
+        length, found, ts = unpack(buf, pos)
         start = pos + HEADER_SIZE
         end = start + length
-        if end > limit + HEADER_SIZE:
+        if end > size:
             break
         if found != lsn:
             raise FrameMismatch(pos, lsn, found)
-        record = _new_object(Record)
-        _set_lsn(record, lsn)
-        _set_ts(record, ts)
-        _set_payload(record, buf[start:end])
-        add(record)
+        add(new(record, (lsn, ts, buf[start:end])))
         pos = end
         lsn += 1
     return pos, lsn
