@@ -11,6 +11,8 @@ For each handler (`Greeter/greet`: 0 steps; `Greeter/steps3`: 3 `ctx.run` steps)
 (1, 32, 128) the load generator runs against the baseline server and then against the daemon's
 ingress, for the same duration; the daemon's invocations/s is reported with the baseline's as
 `baseline` and their `ratio`. Latencies are client-side (request sent → answer read).
+`daemon_cpu_us_per_invocation` is the daemon's user + system CPU time (/proc/<pid>/stat) over the
+run divided by the requests answered: the figure least sensitive to other load on the machine.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import argparse
 import sys
 
 from _common import Result, emit
-from harness import BENCH, PYTHON, daemon, deployment, listening_process, progress, run_loadgen
+from harness import (
+    BENCH,
+    PYTHON,
+    cpu_seconds,
+    daemon,
+    deployment,
+    listening_process,
+    progress,
+    run_loadgen,
+)
 
 SUITE = "e2e"
 HANDLERS = ((0, "greet"), (3, "steps3"))
@@ -40,15 +51,19 @@ def measure(seconds: float, warmup: float, partitions: int) -> list[Result]:
                     ceiling = run_loadgen(
                         base + path, concurrency=c, seconds=seconds, warmup_s=warmup
                     )
+                    cpu_before = cpu_seconds(d.pid)
                     got = run_loadgen(
                         d.ingress + path, concurrency=c, seconds=seconds, warmup_s=warmup
                     )
+                    # The daemon's CPU per answered request (warm-up included on both sides):
+                    # the figure that depends least on what else the machine is running.
+                    cpu_us = (cpu_seconds(d.pid) - cpu_before) / max(got.total, 1) * 1e6
                     if got.errors or ceiling.errors:
                         progress(f"  errors: daemon {got.errors}, baseline {ceiling.errors}")
                     progress(
                         f"  steps={steps} c={c}: {got.per_s:,.0f}/s "
                         f"(ceiling {ceiling.per_s:,.0f}/s), p50 {got.p50_ms:.2f} ms, "
-                        f"p99 {got.p99_ms:.2f} ms"
+                        f"p99 {got.p99_ms:.2f} ms, daemon CPU {cpu_us:,.0f} µs/invocation"
                     )
                     params = {"concurrency": c, "steps": steps}
                     results += [
@@ -56,6 +71,7 @@ def measure(seconds: float, warmup: float, partitions: int) -> list[Result]:
                         Result(SUITE, "latency_p50_ms", got.p50_ms, "ms", params, ceiling.p50_ms),
                         Result(SUITE, "latency_p90_ms", got.p90_ms, "ms", params, ceiling.p90_ms),
                         Result(SUITE, "latency_p99_ms", got.p99_ms, "ms", params, ceiling.p99_ms),
+                        Result(SUITE, "daemon_cpu_us_per_invocation", cpu_us, "us", params),
                     ]
     return results
 

@@ -219,6 +219,7 @@ class LoadResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    total: int = 0  # answered requests including the warm-up
 
 
 def run_loadgen(
@@ -258,6 +259,7 @@ def run_loadgen(
         data["p50_ms"],
         data["p90_ms"],
         data["p99_ms"],
+        data.get("total", 0),
     )
 
 
@@ -287,4 +289,5 @@ def finish_loadgen(proc: subprocess.Popen[str], timeout: float = 120.0) -> LoadR
         data["p50_ms"],
         data["p90_ms"],
         data["p99_ms"],
+        data.get("total", 0),
     )

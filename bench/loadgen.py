@@ -11,7 +11,8 @@ which is how the pause benchmark applies "50% load". Requests completed during t
 `--max-requests` counted requests, or at SIGTERM/SIGINT, whichever comes first.
 
 Prints one JSON line: count, errors (non-2xx or transport errors), seconds, per_s and latency
-p50/p90/p99 in milliseconds (of the counted, successful requests).
+p50/p90/p99 in milliseconds (of the counted, successful requests), and total (every answered
+request, warm-up included).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
     headers = {"content-type": "application/json"}
     latencies: list[float] = []
     errors = 0
+    done = 0  # every answered request, warm-up included (CPU-per-request figures divide by it)
     started = time.perf_counter()
     measure_from = started + args.warmup
     deadline = measure_from + args.seconds
@@ -60,7 +62,7 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def worker() -> None:
-            nonlocal errors, next_slot, stop
+            nonlocal errors, next_slot, stop, done
             while not stop:
                 if interval:
                     now = time.perf_counter()
@@ -80,6 +82,7 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
                 except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 t1 = time.perf_counter()
+                done += 1
                 if t0 >= measure_from:
                     if ok:
                         latencies.append(t1 - t0)
@@ -93,6 +96,7 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
     latencies.sort()
     return {
         "count": len(latencies),
+        "total": done,
         "errors": errors,
         "seconds": round(elapsed, 3),
         "per_s": len(latencies) / elapsed if elapsed > 0 else 0.0,
