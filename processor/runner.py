@@ -26,6 +26,7 @@ from processor.actions import Action
 from processor.codec import CodecError, decode
 from processor.commands import AnnounceLeader, Command
 from processor.state_machine import apply
+from processor.state_machine.fast import maker
 from processor.state_machine.types import ApplyContext, Transition
 from processor.status import InvocationView, Status
 from processor.storage.batch import BatchWrites
@@ -56,6 +57,9 @@ class ActionSink(Protocol):
 # (record, command, view before, transition) for every applied command; used by `replay --trace`.
 CommandHook = Callable[[LogRecord, Command, InvocationView | None, Transition], None]
 BatchHook = Callable[[int, float], None]  # (records in the batch, seconds its transaction took)
+
+
+_ApplyContext = maker(ApplyContext)  # one per command: the fast constructor
 
 
 class RunnerError(RuntimeError):
@@ -241,7 +245,7 @@ class Runner:
             inv = "" if type(cmd) is AnnounceLeader else cmd.invocation_id  # type: ignore[union-attr]
             before = views.get(inv)
             try:
-                t = apply(before, cmd, ApplyContext(rec.lsn, rec.timestamp_ms))
+                t = apply(before, cmd, _ApplyContext(rec.lsn, rec.timestamp_ms))
             except Exception as exc:
                 stop = RunnerError(
                     f"partition stopped: applying the record at LSN {rec.lsn} "

@@ -37,9 +37,16 @@ from processor.commands import (
     TimerKey,
     TimerKind,
 )
-from processor.state_machine.lifecycle.common import emit, evolve, result_body, stale, start_attempt
+from processor.state_machine.lifecycle.common import (
+    emit,
+    evolve,
+    new_journal_append,
+    result_body,
+    stale,
+    start_attempt,
+)
 from processor.state_machine.lifecycle.failed import PROTOCOL_VIOLATION, fail_attempt
-from processor.state_machine.types import ApplyContext, JournalAppend, Transition
+from processor.state_machine.types import ApplyContext, Transition
 from processor.status import Failure, InvocationView, Result, Status
 
 PROCESSOR_KINDS = frozenset({"input", "output", "completion", "cancel"})
@@ -82,7 +89,7 @@ def attempt_entry(view: InvocationView, cmd: AttemptEntry, ctx: ApplyContext) ->
         message = f"journal entry {index} has kind {kind!r}, which only the processor writes"
         return _protocol_error(view, ctx, message, index)
     ts = ctx.timestamp_ms
-    tr = Transition(view, changed=True, journal=[JournalAppend(index, entry, ts)])
+    tr = Transition(view, changed=True, journal=[new_journal_append(index, entry, ts)])
     if kind == "sleep":
         completion_id, wake_up_at = entry.get("completion_id"), entry.get("wake_up_at")
         if not (_is_int(completion_id) and _is_int(wake_up_at)):
@@ -135,7 +142,7 @@ def attempt_completed(view: InvocationView, cmd: AttemptCompleted, ctx: ApplyCon
     body = result_body(result)
     index = view.journal_length
     tr = Transition(
-        view, changed=True, journal=[JournalAppend(index, {"kind": "output", **body}, ts)]
+        view, changed=True, journal=[new_journal_append(index, {"kind": "output", **body}, ts)]
     )
     if view.sleeping:
         tr.clear_timers = True

@@ -30,8 +30,8 @@ from typing import Any
 from processor.actions import CancelTimer, NotifyCompletion, ScheduleTimer
 from processor.commands import AttemptFailed, TimerKey, TimerKind
 from processor.retry import next_delay_ms
-from processor.state_machine.lifecycle.common import emit, evolve, failure_body, stale
-from processor.state_machine.types import ApplyContext, Event, Transition
+from processor.state_machine.lifecycle.common import emit, evolve, failure_body, new_event, stale
+from processor.state_machine.types import ApplyContext, Transition
 from processor.status import Failure, InvocationView, Result, Status
 
 PROTOCOL_VIOLATION = 571
@@ -70,7 +70,7 @@ def fail_attempt(
         "related_index": failure.related_index,
         "count": streak,
     }
-    tr.events.append(Event(seq, "transient-error", ts, data))
+    tr.events.append(new_event(seq, "transient-error", ts, data))
     changes: dict[str, Any] = {
         "last_failure": stored,
         "retry_count": retry_count,

@@ -15,10 +15,17 @@ Existing id (any status; an idempotency key maps repeated requests to the same i
 
 from __future__ import annotations
 
-from processor.actions import ScheduleTimer, StartAttempt
+from processor.actions import ScheduleTimer
 from processor.commands import Invoke
-from processor.state_machine.lifecycle.common import START_TIMER, emit, reply, result_body
-from processor.state_machine.types import ApplyContext, JournalAppend, Transition
+from processor.state_machine.lifecycle.common import (
+    START_TIMER,
+    emit,
+    new_journal_append,
+    new_start_attempt,
+    reply,
+    result_body,
+)
+from processor.state_machine.types import ApplyContext, Transition
 from processor.status import InvocationView, Status
 
 
@@ -27,7 +34,7 @@ def invoke_new(view: None, cmd: Invoke, ctx: ApplyContext) -> Transition:
     delayed = cmd.execute_at is not None and cmd.execute_at > ts
     tr = Transition(None, changed=True)
     tr.journal.append(
-        JournalAppend(0, {"kind": "input", "value": cmd.input, "headers": cmd.headers}, ts)
+        new_journal_append(0, {"kind": "input", "value": cmd.input, "headers": cmd.headers}, ts)
     )
     event_data: dict[str, object] = {"target": f"{cmd.service}/{cmd.handler}"}
     if delayed:
@@ -38,7 +45,7 @@ def invoke_new(view: None, cmd: Invoke, ctx: ApplyContext) -> Transition:
         tr.actions.append(ScheduleTimer(cmd.invocation_id, START_TIMER, cmd.execute_at))
     else:
         status, attempt, running_at = Status.RUNNING, 1, ts
-        tr.actions.append(StartAttempt(cmd.invocation_id, 1, cmd.service, cmd.handler, None))
+        tr.actions.append(new_start_attempt(cmd.invocation_id, 1, cmd.service, cmd.handler, None))
     event_data["status"] = status.value
     event_count = emit(tr, 0, "created", ts, event_data)
     tr.view = InvocationView(
