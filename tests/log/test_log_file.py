@@ -179,6 +179,32 @@ async def test_a_cancelled_appender_does_not_disturb_the_others(tmp_path: Path) 
     await log.close()
 
 
+async def test_cancelling_an_appender_mid_fsync_leaves_the_others_waiting_for_durability(
+    tmp_path: Path,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def gated_sync(fd: int) -> None:
+        entered.set()
+        release.wait(5)
+        os.fdatasync(fd)
+
+    log = FileLog(tmp_path, sync_fn=gated_sync)
+    singles = [asyncio.create_task(log.append(payload_for(i))) for i in range(1, 11)]
+    batch = asyncio.create_task(log.append_batch([payload_for(i) for i in range(11, 14)]))
+    assert await asyncio.to_thread(entered.wait, 5)  # the group's fsync is in flight
+    singles[3].cancel()
+    await asyncio.sleep(0.05)
+    assert singles[3].cancelled()
+    assert not any(t.done() for i, t in enumerate(singles) if i != 3) and not batch.done()
+    assert log.tail() == 0  # nothing acknowledged before its fsync returned
+    release.set()
+    assert await asyncio.gather(*singles[:3], *singles[4:]) == [1, 2, 3, 5, 6, 7, 8, 9, 10]
+    assert await batch == [11, 12, 13]
+    assert log.tail() == 13
+    await log.close()
+
+
 async def test_readonly_log_refuses_writes_and_takes_no_lock(tmp_path: Path) -> None:
     writer = FileLog(tmp_path)
     await writer.append(b"one")
