@@ -3,9 +3,13 @@
     python bench/log_bench.py [--quick] [--json]      (also: processor bench log --quick)
 
 Appends 128-byte records from 1, 64 and 1024 concurrent appender tasks with fsync `always` and
-`never`, and compares each with a naive baseline measured in the same run: a plain file with one
-`write` (+ one `fdatasync` for `always`) per record. Then reads the log back sequentially after
-reopening it. Progress goes to stderr; the table (or JSON lines with --json) to stdout.
+`never`, and compares each with a naive baseline: a plain file with one `write` (+ one
+`fdatasync` for `always`) per record, measured right before that run (disk latency on a shared
+machine swings several-fold within a minute, so a baseline from the start of the run would skew
+later ratios). Then reads the log back sequentially after reopening it. Next to each rate, the
+process CPU time per record (`cpu_us_per_record`, all threads): less sensitive to other load on
+the machine than the wall-clock rate. Progress goes to stderr; the table (or JSON lines with
+--json) to stdout.
 """
 
 from __future__ import annotations
@@ -54,7 +58,10 @@ def naive_baseline(directory: Path, seconds: float, sync: bool) -> float:
     return count / (time.perf_counter() - start)
 
 
-async def append_run(directory: Path, fsync: str, appenders: int, seconds: float) -> float:
+async def append_run(
+    directory: Path, fsync: str, appenders: int, seconds: float
+) -> tuple[float, float]:
+    """(records/s, CPU seconds per record)."""
     log = FileLog(directory, fsync=fsync)
     payload = os.urandom(RECORD_BYTES)
     counts = [0] * appenders
@@ -68,24 +75,25 @@ async def append_run(directory: Path, fsync: str, appenders: int, seconds: float
         counts[i] = n
 
     tasks = [asyncio.create_task(appender(i)) for i in range(appenders)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.sleep(seconds)
     stop = True
     await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await log.close()
     assert log.tail() == sum(counts), "every acknowledged append is in the log"
-    return sum(counts) / elapsed
+    return sum(counts) / elapsed, cpu / max(1, sum(counts))
 
 
-async def read_run(directory: Path, records: int) -> float:
+async def read_run(directory: Path, records: int) -> tuple[float, float]:
+    """(records/s, CPU seconds per record)."""
     log = FileLog(directory, fsync="never")
     payload = os.urandom(RECORD_BYTES)
     for _ in range(0, records, 10_000):
         await log.append_batch([payload] * 10_000)
     await log.close()
     log = FileLog(directory, fsync="never")  # reopen: reads come from the segment files
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     lsn, seen = 1, 0
     while True:
         batch = await log.read_batch(lsn, 4096)
@@ -93,37 +101,33 @@ async def read_run(directory: Path, records: int) -> float:
             break
         seen += len(batch)
         lsn = batch[-1].lsn + 1
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await log.close()
     assert seen == log.tail()
-    return seen / elapsed
+    return seen / elapsed, cpu / seen
 
 
 async def run(quick: bool, root: Path) -> list[Result]:
     seconds = 1.0 if quick else 3.0
     results: list[Result] = []
-    baselines: dict[str, float] = {}
-    for fsync in ("always", "never"):
-        progress(f"naive baseline, fsync={fsync} ...")
-        baselines[fsync] = naive_baseline(root, seconds, sync=fsync == "always")
     for fsync in ("always", "never"):
         for appenders in (1, 64, 1024):
-            progress(f"append, fsync={fsync}, appenders={appenders} ...")
+            progress(f"naive baseline, then append, fsync={fsync}, appenders={appenders} ...")
+            baseline = naive_baseline(root, seconds / 2, sync=fsync == "always")
             directory = root / f"append-{fsync}-{appenders}"
-            rate = await append_run(directory, fsync, appenders, seconds)
+            rate, cpu = await append_run(directory, fsync, appenders, seconds)
             shutil.rmtree(directory)
             params = {"fsync": fsync, "appenders": appenders, "record_bytes": RECORD_BYTES}
-            results.append(
-                Result(SUITE, "append_records_per_s", rate, "1/s", params, baselines[fsync])
-            )
+            results.append(Result(SUITE, "append_records_per_s", rate, "1/s", params, baseline))
             mb = rate * RECORD_BYTES / 1e6
             results.append(Result(SUITE, "append_mb_per_s", mb, "MB/s", dict(params)))
+            results.append(Result(SUITE, "cpu_us_per_record", cpu * 1e6, "us", dict(params)))
     records = 300_000 if quick else 2_000_000
     progress(f"sequential read of {records} records ...")
-    rate = await read_run(root / "read", records)
-    results.append(
-        Result(SUITE, "read_records_per_s", rate, "1/s", {"records": records, "record_bytes": 128})
-    )
+    rate, cpu = await read_run(root / "read", records)
+    params = {"records": records, "record_bytes": RECORD_BYTES}
+    results.append(Result(SUITE, "read_records_per_s", rate, "1/s", params))
+    results.append(Result(SUITE, "cpu_us_per_record", cpu * 1e6, "us", {"read": True, **params}))
     return results
 
 
