@@ -7,6 +7,7 @@ Pure: `next_delay_ms` derives its jitter from a blake2b hash of (invocation id, 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,15 +59,29 @@ def next_delay_ms(policy: RetryPolicy, retry_count: int, invocation_id: str, att
 
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+# The longest duration accepted (~285,000 years). Durations become absolute times (record time +
+# duration) stored as SQLite INTEGERs (signed 64-bit): an unbounded one could be appended to a log
+# and then fail every batch write of its partition, at every restart.
+MAX_DURATION_MS = 1 << 53
 
 
 def parse_duration_ms(text: str | int | float) -> int:
-    """Parse "500ms", "60s", "5m", "24h", "1d" (or a bare number of ms) into milliseconds."""
+    """Parse "500ms", "60s", "5m", "24h", "1d" (or a bare number of ms) into milliseconds.
+
+    Raises ValueError for anything else, including negative, non-finite and absurdly long
+    durations (over `MAX_DURATION_MS`)."""
+    ms = _parse_duration_ms(text)
+    if ms > MAX_DURATION_MS:
+        raise ValueError(f"duration {text!r} is too long (at most {MAX_DURATION_MS} ms)")
+    return ms
+
+
+def _parse_duration_ms(text: str | int | float) -> int:
     if isinstance(text, bool):
         raise ValueError(f"not a duration: {text!r}")
     if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"duration must not be negative: {text!r}")
+        if not math.isfinite(text) or text < 0:
+            raise ValueError(f"duration must be a finite number >= 0: {text!r}")
         return int(text)
     raw = text.strip().lower()
     if raw.isdigit():
@@ -78,7 +93,7 @@ def parse_duration_ms(text: str | int | float) -> int:
                 value = float(number)
             except ValueError:
                 break
-            if value < 0:
+            if not math.isfinite(value) or value < 0:
                 break
             return int(value * _UNITS_MS[unit])
     raise ValueError(f"not a duration: {text!r} (expected e.g. '500ms', '60s', '5m', '24h')")
