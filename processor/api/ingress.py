@@ -79,6 +79,16 @@ def parse_id(raw: str) -> str:
     return raw
 
 
+def _utf8_header(name: str, value: str) -> str:
+    """`value` if it is valid UTF-8 text. aiohttp keeps undecodable header bytes as lone
+    surrogates, which cannot be encoded into a log record (or hashed into an id)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ApiError(400, f"the {name} header is not valid UTF-8 text") from None
+    return value
+
+
 def _result_from_reply(body: dict[str, Any]) -> Result | None:
     raw = body.get("result")
     if raw is None:
@@ -138,8 +148,10 @@ class Ingress:
                 "`processor deployments register <uri>` (POST /deployments on the admin API)",
             )
         key = request.headers.get("idempotency-key")
-        if key is not None and not key.strip():
-            raise ApiError(400, "the idempotency-key header must not be empty")
+        if key is not None:
+            key = _utf8_header("idempotency-key", key)
+            if not key.strip():
+                raise ApiError(400, "the idempotency-key header must not be empty")
         if key:
             invocation_id = idempotent_invocation_id(service, handler, key)
             partition = self.router.for_id(invocation_id)
@@ -150,7 +162,7 @@ class Ingress:
         for k, v in request.headers.items():
             lower = k.lower()
             if lower not in FORWARDED_HEADERS_SKIP:
-                headers[lower] = v
+                headers[lower] = _utf8_header(lower, v)
         fields = {
             "invocation_id": invocation_id,
             "service": service,
