@@ -10,10 +10,11 @@ pinned(deployment): `pinned_deployment` = deployment if not pinned yet (a pin ne
 entry(index, entry): index must equal `journal_length` (else a protocol error: the attempt fails,
     retryable, see `failed.py`). The entry is appended as sent, `journal_length` += 1 and
     `retry_count` = 0 (progress resets the retry budget, ours). A `sleep` entry (integer
-    `completion_id` not used before, integer `wake_up_at`) also stores a SLEEP(c) timer at
-    `wake_up_at` and ScheduleTimer; c joins `sleeping`. Kinds the processor writes itself
-    (`input`, `output`, `completion`, `cancel`) are protocol errors; every other kind (`run`,
-    kinds of future protocols) is stored as data. Status stays `running` (or follows the failure).
+    `completion_id` not used before, integer `wake_up_at`, both signed 64-bit) also stores a
+    SLEEP(c) timer at `wake_up_at` and ScheduleTimer; c joins `sleeping`. Kinds the processor
+    writes itself (`input`, `output`, `completion`, `cancel`) are protocol errors; every other
+    kind (`run`, kinds of future protocols) is stored as data. Status stays `running` (or follows
+    the failure).
 suspended(awaiting): an awaited completion already in the journal → StartAttempt(next attempt)
     at once, status stays `running`; otherwise → `suspended` with `awaiting` stored (no abort:
     the attempt ended by itself). Awaiting nothing is a protocol error (it could never wake).
@@ -75,6 +76,11 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# Timer keys and fire times are SQLite INTEGERs (signed 64-bit) but msgpack carries up to 2^64 - 1:
+# a timer row that cannot be written would fail the batch, and the record with it at every restart.
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
 def attempt_entry(view: InvocationView, cmd: AttemptEntry, ctx: ApplyContext) -> Transition:
     if cmd.attempt != view.attempt:
         return stale(view, cmd, ctx)
@@ -94,6 +100,9 @@ def attempt_entry(view: InvocationView, cmd: AttemptEntry, ctx: ApplyContext) ->
         completion_id, wake_up_at = entry.get("completion_id"), entry.get("wake_up_at")
         if not (_is_int(completion_id) and _is_int(wake_up_at)):
             message = f"sleep entry {index} needs integer completion_id and wake_up_at"
+            return _protocol_error(view, ctx, message, index)
+        if completion_id not in _INT64 or wake_up_at not in _INT64:
+            message = f"sleep entry {index} has a completion_id or wake_up_at beyond 64 bits"
             return _protocol_error(view, ctx, message, index)
         if completion_id in view.sleeping or completion_id in view.completed_ids:
             message = f"sleep entry {index} reuses completion id {completion_id}"
