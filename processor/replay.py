@@ -140,7 +140,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def _iso(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    try:
+        moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    except (OverflowError, ValueError, OSError):  # beyond year 9999: a deployment's sleep time
+        return f"epoch+{ms}ms"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

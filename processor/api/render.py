@@ -15,10 +15,22 @@ from processor.state_machine.types import Event
 from processor.status import Failure, InvocationView, Result
 
 
+def utc(ms: int) -> dt.datetime | None:
+    """`ms` as a UTC datetime, or None beyond what datetime holds (years 1-9999): a deployment's
+    sleep entry may carry any 64-bit `wake_up_at`, and a page must not fail on it."""
+    try:
+        return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 def iso(ms: int | None) -> str | None:
+    """ISO-8601 UTC with milliseconds; `epoch+<ms>ms` for a time datetime cannot hold."""
     if ms is None:
         return None
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    moment = utc(ms)
+    if moment is None:
+        return f"epoch+{ms}ms"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

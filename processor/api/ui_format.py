@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.api.render import iso as iso  # re-exported: `<time datetime>` in the templates
+from processor.api.render import utc
 from processor.state_machine.types import Event
 from processor.status import Failure, InvocationView, Status
 
@@ -65,7 +66,9 @@ def clock(ms: int | None) -> str:
     """A readable UTC time with milliseconds, e.g. `2024-05-01 12:00:03.120`."""
     if ms is None:
         return ""
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    moment = utc(ms)
+    if moment is None:
+        return f"epoch+{ms}ms"
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
