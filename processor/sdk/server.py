@@ -23,6 +23,10 @@ from processor.sdk.service import Service, discovery_document, index_services
 
 MSGPACK = "application/x-msgpack"
 SERVICES_KEY = web.AppKey("sdk_services", dict[str, Service])
+# An attempt carries the whole journal: the input alone may be as large as the ingress accepts
+# (10 MiB), and run results add to it. aiohttp's default limit (1 MiB) failed every attempt of such
+# an invocation with 413.
+MAX_REQUEST_BYTES = 1 << 30
 # How often an in-flight attempt checks that its client is still connected, for servers that run
 # without aiohttp's handler cancellation.
 _DISCONNECT_POLL_S = 0.2
@@ -96,7 +100,7 @@ async def _invoke(request: web.Request) -> web.StreamResponse:
 
 def make_app(services: Iterable[Service]) -> web.Application:
     """The deployment as an aiohttp application (for tests or embedding in another server)."""
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[SERVICES_KEY] = index_services(services)
     app.router.add_get("/discover", _discover)
     app.router.add_post("/invoke/{service}/{handler}", _invoke)
