@@ -44,6 +44,16 @@ class AttemptRequest:
     seed: int
 
 
+def _encodable(text: str) -> str:
+    """`text` with lone surrogates escaped: aiohttp keeps undecodable bytes (e.g. of a reason
+    phrase) that way, and a log record (UTF-8 msgpack) cannot carry them."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 class ProtocolViolation(Exception):
     """A frame that breaks PROTOCOL.md §2; the message says how."""
 
@@ -72,7 +82,13 @@ class AttemptFrames:
         related_index: int | None = None,
     ) -> AttemptFailed:
         self.finished = True
-        failure = Failure(code, message, stacktrace, self.req.attempt, related_index)
+        failure = Failure(
+            code,
+            _encodable(message),
+            stacktrace and _encodable(stacktrace),
+            self.req.attempt,
+            related_index,
+        )
         return AttemptFailed(
             self.req.invocation_id, self.req.attempt, failure, retryable, self.req.deployment_id
         )
