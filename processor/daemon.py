@@ -246,12 +246,16 @@ class Daemon:
             await runner.cleanup()
 
     async def _wait_for_signal(self) -> None:
+        received = 0
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
-                log.info("signal received; stopping (send it again to exit at once)", signal=signum)
-                signal.signal(signal.SIGTERM, _exit_now)
-                signal.signal(signal.SIGINT, _exit_now)
-                return
+                received = signum
+                break
+        # Installed after the receiver is closed (closing it restores the previous handlers), and
+        # before the line that tells the operator a second signal exits at once.
+        signal.signal(signal.SIGTERM, _exit_now)
+        signal.signal(signal.SIGINT, _exit_now)
+        log.info("signal received; stopping (send it again to exit at once)", signal=received)
 
     async def _cleaner(self) -> None:
         retention = self.config.invocation.completion_retention_ms

@@ -3,7 +3,9 @@ SIGKILL without help, `/health` and `/metrics`."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -198,3 +200,33 @@ async def test_log_append_latency_is_observed(
         text = await response.text()
     counts = re.findall(r"^processor_log_append_seconds_count\{[^}]*\} (\S+)$", text, re.M)
     assert sum(float(c) for c in counts) >= 4, text
+
+
+async def test_a_second_signal_during_graceful_shutdown_exits_at_once(
+    daemon: Daemon,
+    http: aiohttp.ClientSession,
+    start_deployment: StartDeployment,
+) -> None:
+    checkout = await start_deployment(CHECKOUT, "--version", "v2")
+    await register(http, daemon, checkout.uri)
+    # A caller waiting on a long invocation keeps the ingress busy, so the graceful shutdown
+    # waits for it (up to its grace period) after the first signal.
+    waiting = asyncio.ensure_future(
+        http.post(f"{daemon.ingress_url}/Checkout/slow", json={"seconds": 60})
+    )
+    try:
+        running_url = f"{daemon.admin_url}/invocations?status=running"
+        with anyio.fail_after(20):
+            while not (await get_json(http, running_url))[1]["invocations"]:  # noqa: ASYNC110 - polls an HTTP API
+                await anyio.sleep(0.05)
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            while "signal received" not in daemon.log_text():  # noqa: ASYNC110 - a log file
+                await anyio.sleep(0.02)
+        daemon.proc.send_signal(signal.SIGTERM)
+        code = await daemon.wait_exit(timeout_s=1.5)
+        assert code == 128 + signal.SIGTERM  # exited at once, not after the graceful path
+        assert "daemon stopped" not in daemon.log_text()
+    finally:
+        waiting.cancel()
