@@ -22,7 +22,7 @@ continues after it, so its effects are accepted (n is still current) and its ind
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from log.errors import LogError
 from processor.actions import (
     AbortAttempt,
     Action,
@@ -40,7 +41,7 @@ from processor.actions import (
     StartAttempt,
 )
 from processor.codec import encode
-from processor.commands import AnnounceLeader, Command, TimerFired
+from processor.commands import AnnounceLeader, AttemptFailed, Command, TimerFired
 from processor.leader.attempts import Attempts, Slot
 from processor.leader.clock import Clock, SystemClock
 from processor.leader.invoker import (
@@ -53,7 +54,7 @@ from processor.leader.invoker import (
 from processor.leader.replies import Replies
 from processor.leader.timers import DueTimer, TimerService
 from processor.registry import Registry
-from processor.status import Result
+from processor.status import Failure, Result
 from processor.storage.store import Store
 
 log = structlog.get_logger("processor.leader")
@@ -212,6 +213,24 @@ class Leader:
             if self.attempts.is_current(slot) and commands:
                 await self.append(commands)
 
+        try:
+            await self._attempt(slot, emit)
+        except LogError:
+            raise  # the partition cannot record anything any more: stopping it is right
+        except Exception as exc:
+            # A bug in one attempt must not take the partition (and the daemon) down, nor do it
+            # again after every restart: record it as a retryable failure of that attempt.
+            self._log.exception("attempt crashed", invocation=slot.invocation_id)
+            message = f"internal error while running attempt {slot.attempt}: {exc!a}"
+            failure = AttemptFailed(slot.invocation_id, slot.attempt, Failure(500, message[:2000]))
+            try:
+                await emit([failure])
+            except LogError:
+                raise
+            except Exception:
+                self._log.exception("could not record the crash", invocation=slot.invocation_id)
+
+    async def _attempt(self, slot: Slot, emit: Callable[[list[Command]], Awaitable[None]]) -> None:
         deployment = (
             self.registry.get(slot.deployment_id)
             if slot.deployment_id
