@@ -114,6 +114,18 @@ def observe_command(metrics: Metrics) -> Callable[[Any, Command, Any, Transition
     return hook
 
 
+class _StartedFlag:
+    """A task status that remembers whether the task reported itself started."""
+
+    def __init__(self, inner: anyio.abc.TaskStatus[None]) -> None:
+        self.inner = inner
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        self.done = True
+        self.inner.started(value)
+
+
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -158,7 +170,7 @@ class Daemon:
         try:
             async with anyio.create_task_group() as tg:
                 for partition in self.partitions:
-                    await tg.start(partition.run, name=f"partition {partition.partition_id}")
+                    await tg.start(self._supervise, partition, name=f"p{partition.partition_id}")
                     runner = partition.runner
                     if runner is not None:
                         pid = partition.partition_id
@@ -202,6 +214,23 @@ class Daemon:
                 await self._stop_sites()
         log.info("daemon stopped")
 
+    async def _supervise(
+        self, partition: Partition, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """Run one partition; if it fails, the others keep running and its requests get 503."""
+        status = _StartedFlag(task_status)
+        try:
+            await partition.run(task_status=status)
+        except Exception:
+            log.error(
+                "partition stopped; the other partitions keep running. Fix the cause and restart "
+                "the daemon",
+                partition=partition.partition_id,
+                error=partition.failure,
+            )
+            if not status.done:
+                task_status.started()
+
     def _append_observer(self, partition_id: int) -> Callable[[float], None]:
         def observe(seconds: float) -> None:
             self.metrics.observe_log_append(partition_id, seconds)
@@ -216,6 +245,8 @@ class Daemon:
 
     async def _refresh_gauges(self) -> None:
         for partition in self.partitions:
+            if partition.failure is not None:
+                continue
             pid = partition.partition_id
             self.metrics.set_invocations_by_status(pid, await partition.count_by_status())
             if partition.runner is not None:
@@ -264,6 +295,8 @@ class Daemon:
             await anyio.sleep(period)
             cutoff = int(time.time() * 1000) - retention
             for partition in self.partitions:
+                if partition.failure is not None:
+                    continue
                 try:
                     expired = await partition.store.completed_before(cutoff, CLEANER_BATCH)
                     for invocation_id in expired:

@@ -57,6 +57,13 @@ class TimedAppends:
         return self._log.tail()
 
 
+def describe_failure(exc: BaseException) -> str:
+    """The messages of the errors behind `exc` (task groups wrap them in exception groups)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe_failure(inner) for inner in exc.exceptions)
+    return str(exc) or type(exc).__name__
+
+
 class PartitionNotRunning(RuntimeError):
     """The partition is not running (not started yet, or stopped)."""
 
@@ -87,6 +94,7 @@ class Partition:
         self.runner: Runner | None = None
         self._leader: Leader | None = None
         self._stop = anyio.Event()
+        self.failure: str | None = None  # why the partition stopped, when it failed
 
     @property
     def partition_id(self) -> int:
@@ -94,22 +102,40 @@ class Partition:
 
     @property
     def store(self) -> Store:
+        self._check_failed()
         if self._store is None:
             raise PartitionNotRunning(f"partition {self._id} is not running")
         return self._store
 
     @property
     def leader(self) -> Leader:
+        self._check_failed()
         if self._leader is None:
             raise PartitionNotRunning(f"partition {self._id} is not running")
         return self._leader
+
+    def _check_failed(self) -> None:
+        if self.failure is not None:
+            raise PartitionNotRunning(f"partition {self._id} stopped: {self.failure}")
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Run until `stop()` is called or the enclosing scope is cancelled."""
+        """Run until `stop()` is called or the enclosing scope is cancelled.
+
+        An error (a corrupt log, a store ahead of its log, a runner that cannot apply a record) is
+        recorded in `failure` (the APIs then answer 503 for this partition) and re-raised.
+        """
+        self.failure = None
+        try:
+            await self._run(task_status)
+        except Exception as exc:
+            self.failure = describe_failure(exc)
+            raise
+
+    async def _run(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         self._stop = anyio.Event()
         log_clock = self.clock.now_ms if self.clock is not None else None
         fsync = self.log_config.fsync

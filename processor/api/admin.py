@@ -234,7 +234,19 @@ class AdminApi:
         return web.json_response(deployment_json(deployment))
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "partitions": len(self.router.partitions)})
+        """200 while the daemon runs; "degraded" names the partitions that stopped and why."""
+        failed = {
+            str(p.partition_id): reason
+            for p in self.router.partitions
+            if (reason := getattr(p, "failure", None)) is not None
+        }
+        body: dict[str, Any] = {
+            "status": "degraded" if failed else "ok",
+            "partitions": len(self.router.partitions),
+        }
+        if failed:
+            body["failed_partitions"] = failed
+        return web.json_response(body)
 
     async def render_metrics(self, request: web.Request) -> web.Response:
         if self.metrics is None:

@@ -14,6 +14,7 @@ import aiohttp
 import anyio
 import pytest
 
+from processor.ids import make_invocation_id
 from tests.leader.e2e_support import CHECKOUT
 
 from .conftest import StartDeployment
@@ -230,3 +231,32 @@ async def test_a_second_signal_during_graceful_shutdown_exits_at_once(
         assert "daemon stopped" not in daemon.log_text()
     finally:
         waiting.cancel()
+
+
+async def test_a_partition_with_a_corrupt_log_stops_alone_and_the_others_keep_serving(
+    make_daemon: Callable[..., Daemon], http: aiohttp.ClientSession
+) -> None:
+    daemon = make_daemon(partitions=2)
+    for _ in range(2):  # two takeovers: two records in every partition's log
+        await daemon.start()
+        await daemon.stop(timeout_s=10)
+    segment = daemon.data_dir / "partitions" / "1" / "log" / "00000000000000000001.seg"
+    raw = bytearray(segment.read_bytes())
+    raw[24] ^= 0xFF  # the first record's payload: corruption that is not at the tail
+    segment.write_bytes(bytes(raw))
+
+    await daemon.start()
+    status, health = await get_json(http, f"{daemon.admin_url}/health")
+    assert status == 200 and health["status"] == "degraded"
+    assert "1" in health["failed_partitions"] and "0" not in health["failed_partitions"]
+    assert "00000000000000000001.seg" in health["failed_partitions"]["1"]
+
+    on_p0 = make_invocation_id(0, 1)  # key ranges split evenly: key 0 is partition 0
+    on_p1 = make_invocation_id(1 << 63, 1)  # the upper half is partition 1
+    status, body = await get_json(http, f"{daemon.admin_url}/invocations/{on_p0}")
+    assert status == 404  # partition 0 answers
+    status, body = await get_json(http, f"{daemon.admin_url}/invocations/{on_p1}")
+    assert status == 503 and "partition 1 stopped" in body["message"]
+    async with http.get(f"{daemon.admin_url}/metrics") as metrics:
+        assert metrics.status == 200
+    await daemon.stop(timeout_s=10)
