@@ -33,7 +33,17 @@ from processor.status import Failure, Result
 
 NOT_READY = 470  # Restate's "not ready yet" for GET …/output
 MAX_BODY_BYTES = 10 * 1024 * 1024
-FORWARDED_HEADERS_SKIP = {"host", "content-length", "connection", "transfer-encoding"}
+# Not stored in the input entry: transport headers, and credentials (the journal is shown to anyone
+# with access to the admin API and kept until the invocation is purged).
+FORWARDED_HEADERS_SKIP = {
+    "host",
+    "content-length",
+    "connection",
+    "transfer-encoding",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+}
 _SUFFIX_MASK = (1 << 128) - 1
 
 # Called once per answered request with its route kind (call, send, output, attach, other) and
