@@ -250,17 +250,7 @@ def run_loadgen(
     out = subprocess.run(args, capture_output=True, text=True, env=clean_env(), check=False)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr.strip()[-2000:]}")
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    return LoadResult(
-        data["count"],
-        data["errors"],
-        data["seconds"],
-        data["per_s"],
-        data["p50_ms"],
-        data["p90_ms"],
-        data["p99_ms"],
-        data.get("total", 0),
-    )
+    return _load_result(out.stdout)
 
 
 def start_loadgen(
@@ -280,6 +270,11 @@ def finish_loadgen(proc: subprocess.Popen[str], timeout: float = 120.0) -> LoadR
     stdout, stderr = proc.communicate(timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"loadgen failed: {stderr.strip()[-2000:]}")
+    return _load_result(stdout)
+
+
+def _load_result(stdout: str) -> LoadResult:
+    """The load generator's summary: the JSON object on its last line of output."""
     data = json.loads(stdout.strip().splitlines()[-1])
     return LoadResult(
         data["count"],
