@@ -19,11 +19,12 @@ from processor.ids import InvalidId, new_deployment_id, new_invocation_id, parse
 
 # One reference moment, so entries given the same offset tie exactly (the timeline's order of ties
 # is part of what the tests check).
-NOW = dt.datetime.now(dt.UTC)
 
 
 def iso(seconds_from_now: float) -> str:
-    moment = NOW + dt.timedelta(seconds=seconds_from_now)
+    # Now at the call, not at import: a suite that runs for minutes before these tests must not
+    # turn a retry due "in 30s" into one due in the past.
+    moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
