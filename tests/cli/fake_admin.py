@@ -18,13 +18,14 @@ from aiohttp import web
 from processor.ids import InvalidId, new_deployment_id, new_invocation_id, parse_invocation_id
 
 # One reference moment, so entries given the same offset tie exactly (the timeline's order of ties
-# is part of what the tests check).
+# is part of what the tests check). Every FakeAdmin (one per test) moves it to its own creation:
+# fixed at import, a suite running for a minute before these tests turned a retry due "in 30s"
+# into one due in the past.
+_reference = [dt.datetime.now(dt.UTC)]
 
 
 def iso(seconds_from_now: float) -> str:
-    # Now at the call, not at import: a suite that runs for minutes before these tests must not
-    # turn a retry due "in 30s" into one due in the past.
-    moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)
+    moment = _reference[0] + dt.timedelta(seconds=seconds_from_now)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -44,6 +45,9 @@ class FakeAdmin:
     forced: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
+
+    def __post_init__(self) -> None:
+        _reference[0] = dt.datetime.now(dt.UTC)
 
     def add(
         self, target: str, status: str, *, age_s: float = 60.0, **fields: Any
