@@ -1,6 +1,7 @@
 """The raw HTTP ceiling of the engine's path: a trivial aiohttp server that, for every request,
 makes one HTTP call to the deployment (the same attempt request the invoker sends) and answers
 the handler's output. No log, no state, no fsync: what the engine's HTTP plumbing alone costs.
+It runs on the same event loop as the daemon (uvloop), so the ratio compares like with like.
 
     python bench/baseline_server.py --deployment http://127.0.0.1:9080 --port 0
     # prints "listening on http://127.0.0.1:PORT"; then POST /{service}/{handler} with a JSON body
@@ -20,6 +21,8 @@ import signal
 import aiohttp
 import msgpack
 from aiohttp import web
+
+from processor.eventloop import run_asyncio
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 DEPLOYMENT = web.AppKey("deployment", str)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.deployment, args.host, args.port))
+    run_asyncio(serve(args.deployment, args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import time
 
 import aiohttp
 
+from processor.eventloop import run_asyncio
+
 
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--body", default='"Ada"', help="the JSON request body")
     parser.add_argument("--request-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args))
+    result = run_asyncio(run(args))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import anyio
 import click
 
 from processor.config import ConfigError, load_config
+from processor.eventloop import DEFAULT_EVENT_LOOP, EVENT_LOOPS, EventLoopName, run
 from processor.telemetry import configure_logging
 
 
@@ -25,6 +25,13 @@ from processor.telemetry import configure_logging
 @click.option("--ingress-listen", help="host:port of the ingress (default 127.0.0.1:8080).")
 @click.option("--admin-listen", help="host:port of the admin API (default 127.0.0.1:9070).")
 @click.option("--log-level", help="debug, info, warning, error.")
+@click.option(
+    "--event-loop",
+    type=click.Choice(EVENT_LOOPS),
+    default=DEFAULT_EVENT_LOOP,
+    show_default=True,
+    help="The asyncio event loop implementation (uvloop is faster; asyncio is the stdlib's).",
+)
 def serve(
     config_path: Path | None,
     data_dir: Path | None,
@@ -32,6 +39,7 @@ def serve(
     ingress_listen: str | None,
     admin_listen: str | None,
     log_level: str | None,
+    event_loop: EventLoopName,
 ) -> None:
     """Run the daemon. With no options, everything lives under ./data."""
     from processor.daemon import DaemonError
@@ -53,7 +61,7 @@ def serve(
         raise click.ClickException(str(exc)) from None
     configure_logging(config.logging.level, config.logging.format)
     try:
-        anyio.run(run_daemon, config)
+        run(run_daemon, config, event_loop=event_loop)
     except DaemonError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

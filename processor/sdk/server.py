@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
+from processor.eventloop import DEFAULT_EVENT_LOOP, EventLoopName, run_asyncio
 from processor.sdk.attempt import BadRequest, parse_request, run_attempt
 from processor.sdk.errors import AttemptEnd
 from processor.sdk.service import Service, discovery_document, index_services
@@ -147,9 +148,15 @@ async def _serve_forever(services: list[Service], host: str, port: int) -> None:
         await server.close()
 
 
-def serve(services: Iterable[Service], host: str = "127.0.0.1", port: int = 9080) -> None:
+def serve(
+    services: Iterable[Service],
+    host: str = "127.0.0.1",
+    port: int = 9080,
+    *,
+    event_loop: EventLoopName = DEFAULT_EVENT_LOOP,
+) -> None:
     """Serve until SIGINT/SIGTERM; prints `listening on http://host:port` once ready."""
-    asyncio.run(_serve_forever(list(services), host, port))
+    run_asyncio(_serve_forever(list(services), host, port), event_loop=event_loop)
 
 
 __all__ = ["RunningServer", "make_app", "run_server", "serve"]
