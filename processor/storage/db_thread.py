@@ -6,44 +6,83 @@ shape we want would need aiosqlite's private API. Owning the thread ourselves ma
 one hop" explicit: `await db.run(fn)` runs `fn(conn)` in the DB thread, where the whole
 transaction happens without returning to the event loop. Only this thread ever touches the
 connection, so sqlite3's same-thread check stays on.
+
+The hop itself is a bare `SimpleQueue` and one `call_soon_threadsafe` back, not a
+`ThreadPoolExecutor`: the executor's work items, condition variable and chained concurrent future
+cost about twice the event loop's CPU per hop, and the daemon makes a few hops per batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future
+from queue import SimpleQueue
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# (function, where its outcome goes): an asyncio future settled on its loop, or a concurrent
+# future for the blocking callers (startup, tools, detached maintenance).
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any] | Future[Any] | None"]
 
 
 class DbThread:
     def __init__(self, name: str = "sqlite") -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._path = ""
+        # daemon: a process exiting without closing its store must not hang on this thread
+        self._thread = threading.Thread(target=self._serve, name=f"{name}_0", daemon=True)
+        self._thread.start()
 
-    def _open(self, path: str) -> None:
-        # isolation_level=None: autocommit; transactions are explicit BEGIN ... COMMIT.
-        self._conn = sqlite3.connect(path, isolation_level=None)
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, out = job
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                conn = self._conn
+                if conn is None and fn != self._connect:
+                    raise RuntimeError("the database connection is closed")
+                result = fn(conn)  # type: ignore[arg-type]  # None only for _connect
+            except BaseException as exc:
+                error = exc
+            if out is None:
+                continue  # detached: nobody waits for it
+            if isinstance(out, Future):
+                if error is not None:
+                    out.set_exception(error)
+                else:
+                    out.set_result(result)
+                continue
+            # RuntimeError: the loop is closed, nobody waits for this any more
+            with contextlib.suppress(RuntimeError):
+                out.get_loop().call_soon_threadsafe(_settle, out, result, error)
+        self._close()
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            raise RuntimeError("the database connection is closed")
-        return fn(self._conn)
+    def _blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise RuntimeError("the database thread is stopped")
+        out: Future[T] = Future()
+        self._jobs.put((fn, out))
+        return out.result()
 
     def open_sync(
         self, path: str, setup: Callable[[sqlite3.Connection], None] | None = None
     ) -> None:
-        self._executor.submit(self._open, path).result()
+        self._path = path
+        self._blocking(self._connect)
         if setup is not None:
             self.call_sync(setup)
 
     def call_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` in the DB thread and block for the result (startup and tools only)."""
-        return self._executor.submit(self._call, fn).result()
+        return self._blocking(fn)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` in the DB thread; one thread hop however much SQL `fn` runs."""
@@ -51,13 +90,22 @@ class DbThread:
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue `fn(conn)` now (jobs run in submission order); await the future for its result."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, self._call, fn)
+        if self._closed:
+            raise RuntimeError("the database thread is stopped")
+        out: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((fn, out))
+        return out
 
     def submit_detached(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         """Queue `fn(conn)` without waiting for it (background maintenance such as checkpoints);
         callable from any thread. Its errors are dropped: it must not matter whether it ran."""
-        self._executor.submit(self._call, fn)
+        if not self._closed:
+            self._jobs.put((fn, None))
+
+    def _connect(self, _: sqlite3.Connection | None) -> None:
+        """The first job, the only one that runs without a connection."""
+        # isolation_level=None: autocommit; transactions are explicit BEGIN ... COMMIT.
+        self._conn = sqlite3.connect(self._path, isolation_level=None)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -65,11 +113,18 @@ class DbThread:
             self._conn = None
 
     def close(self) -> None:
-        """Close the connection and stop the thread (idempotent)."""
+        """Close the connection and stop the thread once queued jobs are done (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self._executor.submit(self._close).result()
-        finally:
-            self._executor.shutdown(wait=True)
+        self._jobs.put(None)
+        self._thread.join()
+
+
+def _settle(out: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if out.done():  # the awaiting task was cancelled
+        return
+    if error is not None:
+        out.set_exception(error)
+    else:
+        out.set_result(result)
