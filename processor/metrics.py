@@ -8,6 +8,7 @@ outside the fixed sets are rejected with ValueError rather than silently growing
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -56,6 +57,10 @@ class Metrics:
     """All metrics of one daemon; `render()` answers `GET /metrics`."""
 
     def __init__(self) -> None:
+        # Labelled children by (metric name, label values): prometheus_client's `labels()` takes
+        # a lock and builds its key on every call, and some of these run several times per
+        # invocation.
+        self._children: dict[tuple[str, ...], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.invocations = Gauge(
@@ -109,6 +114,13 @@ class Metrics:
         for reason in PAUSE_REASONS:
             self.pauses.labels(reason)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def set_invocations_by_status(self, partition: int, counts: Mapping[str | Status, int]) -> None:
         """Set the partition's counts; statuses missing from `counts` are set to 0."""
         by_value = {str(Status(s)): n for s, n in counts.items()}
@@ -117,21 +129,21 @@ class Metrics:
 
     def attempt_ended(self, outcome: str) -> None:
         _check("attempt outcome", outcome, ATTEMPT_OUTCOMES)
-        self.attempts.labels(outcome).inc()
+        self._child(self.attempts, outcome).inc()
 
     def paused(self, reason: str) -> None:
         _check("pause reason", reason, PAUSE_REASONS)
-        self.pauses.labels(reason).inc()
+        self._child(self.pauses, reason).inc()
 
     def observe_log_append(self, partition: int, seconds: float) -> None:
-        self.log_append_seconds.labels(str(partition)).observe(seconds)
+        self._child(self.log_append_seconds, str(partition)).observe(seconds)
 
     def observe_apply_batch(self, partition: int, seconds: float, commands: int) -> None:
-        self.apply_batch_seconds.labels(str(partition)).observe(seconds)
-        self.apply_batch_size.labels(str(partition)).observe(commands)
+        self._child(self.apply_batch_seconds, str(partition)).observe(seconds)
+        self._child(self.apply_batch_size, str(partition)).observe(commands)
 
     def set_applied_lsn(self, partition: int, lsn: int) -> None:
-        self.applied_lsn.labels(str(partition)).set(lsn)
+        self._child(self.applied_lsn, str(partition)).set(lsn)
 
     def ingress_request(self, route: str, code: int) -> None:
         _check("route kind", route, ROUTE_KINDS)
