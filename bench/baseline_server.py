@@ -1,7 +1,9 @@
 """The raw HTTP ceiling of the engine's path: a trivial aiohttp server that, for every request,
 makes one HTTP call to the deployment (the same attempt request the invoker sends) and answers
 the handler's output. No log, no state, no fsync: what the engine's HTTP plumbing alone costs.
-It runs on the same event loop as the daemon (uvloop), so the ratio compares like with like.
+It runs on the same event loop as the daemon (uvloop) and calls the deployment with the same
+HTTP client as the daemon's invoker (processor/leader/http_client.py), so the ratio compares like
+with like.
 
     python bench/baseline_server.py --deployment http://127.0.0.1:9080 --port 0
     # prints "listening on http://127.0.0.1:PORT"; then POST /{service}/{handler} with a JSON body
@@ -18,13 +20,13 @@ import contextlib
 import itertools
 import signal
 
-import aiohttp
 import msgpack
 from aiohttp import web
 
 from processor.eventloop import run_asyncio
+from processor.leader.http_client import HttpClient
 
-SESSION = web.AppKey("session", aiohttp.ClientSession)
+CLIENT = web.AppKey("client", HttpClient)
 DEPLOYMENT = web.AppKey("deployment", str)
 _ids = itertools.count()
 
@@ -39,13 +41,11 @@ async def call(request: web.Request) -> web.Response:
         "seed": 1,
     }
     url = f"{request.app[DEPLOYMENT]}/invoke/{service}/{handler}"
-    async with request.app[SESSION].post(
-        url,
-        data=msgpack.packb(attempt, use_bin_type=True),
-        headers={"content-type": "application/x-msgpack"},
-    ) as resp:
+    packed = msgpack.packb(attempt, use_bin_type=True)
+    async with await request.app[CLIENT].post(url, packed, "application/x-msgpack") as resp:
         unpacker = msgpack.Unpacker(raw=False)
-        unpacker.feed(await resp.read())
+        while chunk := await resp.read_chunk():
+            unpacker.feed(chunk)
         final: dict[str, object] = {}
         for frame in unpacker:
             final = frame
@@ -59,8 +59,8 @@ async def serve(deployment: str, host: str, port: int) -> None:
     app = web.Application()
     app[DEPLOYMENT] = deployment.rstrip("/")
     app.router.add_post("/{service}/{handler}", call)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        app[SESSION] = session
+    client = app[CLIENT] = HttpClient()
+    try:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -74,6 +74,8 @@ async def serve(deployment: str, host: str, port: int) -> None:
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await runner.cleanup()
+    finally:
+        await client.close()
 
 
 def main(argv: list[str] | None = None) -> None:

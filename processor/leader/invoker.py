@@ -15,12 +15,11 @@ the `async with` closes the HTTP connection, which the SDK treats as the end of 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 
-import aiohttp
-import anyio
 import msgpack
 
 from processor.commands import AttemptFailed, Command
@@ -36,12 +35,20 @@ from processor.leader.frames import (
     AttemptRequest,
     ProtocolViolation,
 )
+from processor.leader.http_client import (
+    BadResponse,
+    ConnectFailed,
+    ConnectionCut,
+    HttpClient,
+    HttpError,
+    Response,
+)
 from processor.status import Failure
 
 __all__ = ["CODE_NO_DEPLOYMENT", "AttemptRequest", "Invoker", "no_deployment_failure", "seed_for"]
 
 Emit = Callable[[list[Command]], Awaitable[None]]
-_HEADERS = {"content-type": "application/x-msgpack"}
+_CONTENT_TYPE = "application/x-msgpack"
 
 
 def seed_for(invocation_id: str) -> int:
@@ -51,23 +58,18 @@ def seed_for(invocation_id: str) -> int:
 
 
 class Invoker:
-    """Runs attempts with one shared aiohttp session. Use as `async with Invoker() as invoker`."""
+    """Runs attempts with one shared HTTP client (pooled keep-alive connections per deployment).
+    Use as `async with Invoker() as invoker`."""
 
     def __init__(self, inactivity_timeout_s: float = 60.0, connect_timeout_s: float = 10.0) -> None:
         self.inactivity_timeout_s = inactivity_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
 
     async def __aenter__(self) -> Invoker:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
-            # sock_read is the inactivity timeout: aiohttp re-arms it whenever bytes arrive, which
-            # is what a per-chunk anyio scope did at several times the cost per attempt.
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self.connect_timeout_s,
-                sock_read=self.inactivity_timeout_s,
-            ),
+        self._client = HttpClient(
+            connect_timeout_s=self.connect_timeout_s,
+            inactivity_timeout_s=self.inactivity_timeout_s,
         )
         return self
 
@@ -75,13 +77,13 @@ class Invoker:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def run_attempt(self, request: AttemptRequest, emit: Emit) -> None:
         """Run one attempt to its end, emitting its effects; never raises for attempt failures."""
-        if self._session is None:
+        if self._client is None:
             raise RuntimeError("Invoker is not started (use `async with Invoker()`)")
         state = AttemptFrames(request)
         url = f"{request.uri.rstrip('/')}/invoke/{request.service}/{request.handler}"
@@ -97,21 +99,19 @@ class Invoker:
         timeout = self.inactivity_timeout_s
         phase = "waiting for the answer"
         try:
-            response = await self._session.post(url, data=body, headers=_HEADERS)
+            response = await self._client.post(url, body, _CONTENT_TYPE)
             async with response:
                 if response.status != 200:
                     excerpt = ""
-                    with (
-                        contextlib.suppress(TimeoutError, aiohttp.ClientError),
-                        anyio.move_on_after(min(timeout, 5.0)),
-                    ):
-                        excerpt = (await response.content.read(EXCERPT)).decode("utf-8", "replace")
+                    with contextlib.suppress(TimeoutError, HttpError):
+                        async with asyncio.timeout(min(timeout, 5.0)):
+                            excerpt = (await response.read(EXCERPT)).decode("utf-8", "replace")
                     await emit(
                         [
                             state.failed(
                                 CODE_BAD_STATUS,
                                 f"deployment {url} answered HTTP {response.status} "
-                                f"{response.reason or ''}: {excerpt!r}",
+                                f"{response.reason}: {excerpt!r}",
                             )
                         ]
                     )
@@ -138,27 +138,27 @@ class Invoker:
                     )
                 ]
             )
-        except aiohttp.ClientConnectorError as exc:
+        except ConnectFailed as exc:
             await emit(
                 [
                     state.failed(
                         CODE_UNREACHABLE,
                         f"connection refused: cannot connect to deployment {request.uri} "
-                        f"({exc.os_error.strerror or exc})",
+                        f"({exc.reason})",
                     )
                 ]
             )
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        except (ConnectionCut, BadResponse) as exc:
             await emit(
                 [
                     state.failed(
                         CODE_STREAM_CUT,
-                        f"stream from {url} was cut while {phase} "
-                        f"(no final frame): {type(exc).__name__}: {exc}",
+                        f"stream from {url} was cut while {phase} (no final frame): "
+                        f"{type(exc).__name__}: {exc}",
                     )
                 ]
             )
-        except aiohttp.ClientError as exc:
+        except HttpError as exc:
             await emit(
                 [
                     state.failed(
@@ -168,12 +168,10 @@ class Invoker:
                 ]
             )
 
-    async def _read_stream(
-        self, response: aiohttp.ClientResponse, state: AttemptFrames, emit: Emit
-    ) -> None:
+    async def _read_stream(self, response: Response, state: AttemptFrames, emit: Emit) -> None:
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         while True:
-            chunk = await response.content.readany()
+            chunk = await response.read_chunk()
             if not chunk:
                 return
             unpacker.feed(chunk)
