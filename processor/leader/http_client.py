@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -60,6 +61,8 @@ class _Connection(asyncio.Protocol):
         self.lost: BaseException | None = None
         self._buffer = bytearray()
         self._waiter: asyncio.Future[None] | None = None
+        # Called once the answer's body is complete (see Response.release_when_done).
+        self.on_complete: Callable[[], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -90,6 +93,9 @@ class _Connection(asyncio.Protocol):
         except HttpError as exc:
             self.error = exc
             self._close()
+        if self.on_complete is not None and (self.body_done or self.closed):
+            done, self.on_complete = self.on_complete, None
+            done()
         self._wake()
 
     def eof_received(self) -> bool | None:
@@ -300,6 +306,27 @@ class Response:
             self._finished = True
             self._client._release(self._key, self._conn)
 
+    def release_when_done(self, grace_s: float = 5.0) -> None:
+        """The caller has read all it needs: give the connection back to the pool as soon as
+        the rest of the answer (typically the chunked stream's end marker, a few bytes behind
+        the last frame) has arrived; close it if that takes longer than `grace_s`."""
+        if self._finished:
+            return
+        conn = self._conn
+        if conn.body_done or conn.closed or conn.error is not None:
+            conn.body.clear()
+            self._release()
+            return
+        self._finished = True
+        timer = asyncio.get_running_loop().call_later(grace_s, conn._close)
+
+        def complete() -> None:
+            timer.cancel()
+            conn.body.clear()
+            self._client._release(self._key, conn)
+
+        conn.on_complete = complete
+
     def close(self) -> None:
         """Done with the answer: the connection goes back to the pool if the answer was read to
         its end, and is closed otherwise (which is how an attempt is aborted)."""
@@ -409,7 +436,8 @@ class HttpClient:
         return Response(self, key, conn)
 
     def _release(self, key: tuple[str, int], conn: _Connection) -> None:
-        if self._closed or conn.closed or not conn.keep_alive or conn._buffer:
+        conn.on_complete = None
+        if self._closed or conn.closed or conn.error or not conn.keep_alive or conn._buffer:
             conn._close()
             return
         idle = self._idle.setdefault(key, [])

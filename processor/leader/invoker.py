@@ -119,6 +119,8 @@ class Invoker:
                 phase = "reading the stream"
                 await self._read_stream(response, state, emit)
                 if state.finished:
+                    # Keep the connection for the next attempt once the stream's end arrives.
+                    response.release_when_done()
                     return
                 await emit(
                     [

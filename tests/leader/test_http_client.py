@@ -356,3 +356,35 @@ def test_only_plain_http_urls_are_accepted(on_loop: Any) -> None:
         await client.close()
 
     on_loop(main())
+
+
+def test_released_answer_returns_its_connection_once_the_stream_end_arrives(on_loop: Any) -> None:
+    end_marker = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\nfinal\r\n")
+            await writer.drain()
+            await end_marker.wait()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async def main() -> None:
+        async with Server(serve).running() as server:
+            client = HttpClient()
+            response = await client.post(server.url, b"", "x/y")
+            assert await response.read_chunk() == b"final"
+            response.release_when_done()  # the end marker is not there yet
+            end_marker.set()
+            for _ in range(100):
+                if client._idle.get(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))):
+                    break
+                await asyncio.sleep(0.01)
+            second = await client.post(server.url, b"", "x/y")
+            assert await second.read_chunk() == b"final"
+            second.close()
+            assert server.connections == 1
+            await client.close()
+
+    on_loop(main())
