@@ -11,7 +11,6 @@ resolved here (config + discovery) and carried in the invoke command.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,8 +22,8 @@ from processor.api.partitions import PartitionHandle, PartitionRouter
 from processor.commands import Invoke
 from processor.ids import (
     InvalidId,
+    RandomIds,
     idempotent_invocation_id,
-    make_invocation_id,
     parse_invocation_id,
 )
 from processor.registry import Registry
@@ -44,7 +43,6 @@ FORWARDED_HEADERS_SKIP = {
     "proxy-authorization",
     "cookie",
 }
-_SUFFIX_MASK = (1 << 128) - 1
 
 # Called once per answered request with its route kind (call, send, output, attach, other) and
 # status code: the daemon counts them for /metrics.
@@ -52,11 +50,7 @@ RequestCounter = Callable[[str, int], None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _new_id() -> tuple[str, int]:
-    """A fresh random invocation id and its partition key, from one call to the OS's RNG."""
-    bits = secrets.randbits(192)
-    key = bits >> 128
-    return make_invocation_id(key, bits & _SUFFIX_MASK), key
+_new_id = RandomIds().next  # a fresh random invocation id and its partition key
 
 
 def route_kind(request: web.Request) -> str:
