@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Result, emit
@@ -41,8 +43,7 @@ from processor.runner import Runner
 from processor.state_machine import apply
 from processor.state_machine.types import ApplyContext
 from processor.storage import BatchWrites, Store
-from processor.storage.store import write_batch_sync
-from processor.storage.view_codec import decode_view
+from processor.storage.view_codec import decode_view, encode_view
 
 SUITE = "apply"
 
@@ -90,17 +91,50 @@ async def apply_runner(log_dir: Path, db: Path) -> tuple[int, float, list[float]
         await log.close()
 
 
-class _Recorder:
-    """Stands in for a sqlite3 connection to list the statements of a batch write."""
+_KEY_OF = "(SELECT key FROM invocations WHERE id=?)"
+_UPSERT = (
+    "INSERT INTO invocations (id, service, handler, status, created_at, modified_at, "
+    "pinned_deployment, completed_at, idempotency_key, view) VALUES (?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (id) DO UPDATE SET status=excluded.status, modified_at=excluded.modified_at, "
+    "pinned_deployment=excluded.pinned_deployment, completed_at=excluded.completed_at, "
+    "view=excluded.view"
+)
 
-    def __init__(self) -> None:
-        self.statements: list[tuple[str, tuple[Any, ...]]] = []
 
-    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
-        self.statements.append((sql, tuple(args)))
-
-    def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
-        self.statements.extend((sql, tuple(r)) for r in rows)
+def naive_statements(w: BatchWrites) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements of one command's writes, one per row, the way a first version would write
+    them (an upsert by id; the other rows find the invocation's key by its id)."""
+    out: list[tuple[str, tuple[Any, ...]]] = []
+    for inv in w.purged:
+        for table in ("journal", "events", "timers"):
+            out.append((f"DELETE FROM {table} WHERE inv_key={_KEY_OF}", (inv,)))
+        out.append(("DELETE FROM invocations WHERE id=?", (inv,)))
+    for v in w.views.values():
+        if v is not None:
+            row = (v.id, v.service, v.handler, v.status.value, v.created_at, v.modified_at)
+            extra = (v.pinned_deployment, v.completed_at, v.idempotency_key, encode_view(v))
+            out.append((_UPSERT, row + extra))
+    for inv in w.cleared_timers:
+        out.append((f"DELETE FROM timers WHERE inv_key={_KEY_OF}", (inv,)))
+    for inv, timers in w.timers.items():
+        for (kind, key), fire_at in timers.items():
+            if fire_at is None:
+                sql = f"DELETE FROM timers WHERE inv_key={_KEY_OF} AND kind=? AND key=?"
+                out.append((sql, (inv, kind, key)))
+            else:
+                sql = f"INSERT OR REPLACE INTO timers VALUES ({_KEY_OF},?,?,?,?)"
+                out.append((sql, (inv, kind, key, inv, fire_at)))
+    for inv, rows in w.journal.items():
+        for idx, entry, at in rows:
+            sql = f"INSERT INTO journal VALUES ({_KEY_OF},?,?,?,?)"
+            out.append((sql, (inv, idx, inv, msgpack.packb(entry), at)))
+    for inv, evs in w.events.items():
+        for seq, (kind, at, data) in evs.items():
+            sql = f"INSERT OR REPLACE INTO events VALUES ({_KEY_OF},?,?,?,?,?)"
+            out.append((sql, (inv, seq, inv, kind, at, msgpack.packb(data))))
+    sql = "UPDATE partition SET applied_lsn=? WHERE id=0"
+    out.append((sql, (w.applied_lsn,)))
+    return out
 
 
 async def apply_naive(log_dir: Path, db: Path, limit: int) -> tuple[int, float]:
@@ -125,10 +159,10 @@ async def apply_naive(log_dir: Path, db: Path, limit: int) -> tuple[int, float]:
             t = apply(view, cmd, ApplyContext(rec.lsn, rec.timestamp_ms))
             w = BatchWrites(applied_lsn=rec.lsn)
             w.add(inv, t)
-            rec_conn = _Recorder()
-            write_batch_sync(rec_conn, w)  # type: ignore[arg-type]
-            for sql, args in rec_conn.statements:
+            await conn.execute("BEGIN IMMEDIATE")
+            for sql, args in naive_statements(w):
                 await conn.execute(sql, args)
+            await conn.execute("COMMIT")
     return len(records), time.perf_counter() - began
 
 

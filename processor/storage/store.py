@@ -32,12 +32,12 @@ from processor.storage.db_thread import DbThread
 from processor.storage.digest import digest_conn
 from processor.storage.schema import configure, migrate
 from processor.storage.view_codec import decode_view, encode_view
+from processor.storage.writer import KeyCache, write_batch_sync
 
 JournalRow = tuple[int, dict[str, Any], int]  # (index, entry, appended_at)
 _LOAD_CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
 _CHECKPOINT_EVERY_ROWS = 20_000  # rows written between background checkpoints
 _TIMER_KINDS = {k.value: k for k in TimerKind}
-_packb = msgpack.Packer(use_bin_type=True).pack
 
 
 def _unpack(blob: bytes) -> Any:
@@ -76,96 +76,8 @@ def _invocation_row(v: InvocationView) -> tuple[Any, ...]:
     )
 
 
-# service, handler, created_at and idempotency_key never change for an id (a purge deletes the row
-# before a new invoke can reuse it), so an update leaves them, and the indexes on them, untouched.
-_UPSERT_INVOCATION = (
-    "INSERT INTO invocations (id, service, handler, status, created_at, modified_at, "
-    "pinned_deployment, completed_at, idempotency_key, view) VALUES (?,?,?,?,?,?,?,?,?,?) "
-    "ON CONFLICT (id) DO UPDATE SET status=excluded.status, modified_at=excluded.modified_at, "
-    "pinned_deployment=excluded.pinned_deployment, completed_at=excluded.completed_at, "
-    "view=excluded.view"
-)
-
-
-# The internal key of an invocation, for the rows keyed by it (schema version 2). A plain indexed
-# read (its page is clean and cached), where keying those rows by the random id text dirtied a page
-# per row.
+# The internal key of an invocation, for the read queries of rows keyed by it (schema version 2).
 _KEY_OF = "(SELECT key FROM invocations WHERE id=?)"
-
-
-def write_batch_sync(
-    conn: sqlite3.Connection, w: BatchWrites, before_commit: Callable[[], None] | None = None
-) -> None:
-    """Write one folded batch and its applied LSN in one transaction (runs in the DB thread).
-
-    Invocation rows are written first: the journal, event and timer rows of an invocation find its
-    internal key through them."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if w.purged:
-            ids = [(i,) for i in w.purged]
-            for table in ("journal", "events", "timers"):
-                conn.executemany(f"DELETE FROM {table} WHERE inv_key={_KEY_OF}", ids)
-            conn.executemany("DELETE FROM invocations WHERE id=?", ids)
-        rows = [_invocation_row(v) for v in w.views.values() if v is not None]
-        if rows:
-            conn.executemany(_UPSERT_INVOCATION, rows)
-        if w.cleared_timers:
-            conn.executemany(
-                f"DELETE FROM timers WHERE inv_key={_KEY_OF}", [(i,) for i in w.cleared_timers]
-            )
-        if w.timers:
-            deletes: list[tuple[str, str, int]] = []
-            sets: list[tuple[str, str, int, str, int]] = []
-            for inv, timers in w.timers.items():
-                for (kind, key), fire_at in timers.items():
-                    if fire_at is None:
-                        deletes.append((inv, kind, key))
-                    else:
-                        sets.append((inv, kind, key, inv, fire_at))
-            if deletes:
-                conn.executemany(
-                    f"DELETE FROM timers WHERE inv_key={_KEY_OF} AND kind=? AND key=?", deletes
-                )
-            if sets:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO timers (inv_key, kind, key, invocation_id, fire_at) "
-                    f"VALUES ({_KEY_OF},?,?,?,?)",
-                    sets,
-                )
-        if w.journal:
-            conn.executemany(
-                "INSERT INTO journal (inv_key, idx, invocation_id, entry, appended_at) "
-                f"VALUES ({_KEY_OF},?,?,?,?)",
-                [
-                    (inv, idx, inv, _packb(entry), at)
-                    for inv, entries in w.journal.items()
-                    for idx, entry, at in entries
-                ],
-            )
-        if w.events:
-            conn.executemany(
-                "INSERT OR REPLACE INTO events (inv_key, seq, invocation_id, kind, at, data) "
-                f"VALUES ({_KEY_OF},?,?,?,?,?)",
-                [
-                    (inv, seq, inv, kind, at, _packb(data))
-                    for inv, evs in w.events.items()
-                    for seq, (kind, at, data) in evs.items()
-                ],
-            )
-        if w.leader_epoch is None:
-            conn.execute("UPDATE partition SET applied_lsn=? WHERE id=0", (w.applied_lsn,))
-        else:
-            conn.execute(
-                "UPDATE partition SET applied_lsn=?, leader_epoch=? WHERE id=0",
-                (w.applied_lsn, w.leader_epoch),
-            )
-        if before_commit is not None:
-            before_commit()
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _load_views(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, InvocationView]:
@@ -216,6 +128,7 @@ class Store:
         self._ckpt = ckpt
         self._rows_since_checkpoint = 0
         self._write_failure: BaseException | None = None
+        self._keys = KeyCache()  # the writer thread's: see `storage.writer`
         # Called inside the batch transaction right before COMMIT (tests use it to crash there).
         self.before_commit: Callable[[], None] | None = None
 
@@ -277,7 +190,7 @@ class Store:
                 )
             began = time.perf_counter()
             try:
-                write_batch_sync(conn, writes, hook)
+                write_batch_sync(conn, writes, hook, self._keys)
             except BaseException as exc:
                 self._write_failure = exc
                 raise

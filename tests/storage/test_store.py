@@ -237,3 +237,54 @@ async def test_reopening_keeps_data_and_does_not_migrate_again(tmp_path: Path) -
         assert await s.get_view("inv_a") is not None
     finally:
         s.close()
+
+
+async def _write_history(store: Store) -> None:
+    """Creates, status changes, field-only updates, a purge and a re-invoke, over batches."""
+    for n in range(6):
+        inv = f"inv_{n}"
+        t = created(inv, status=Status.RUNNING)
+        t.journal = [JournalAppend(0, {"kind": "input"}, n)]
+        t.timers_set = [(SLEEP5, 100 + n)]
+        await store.write_batch(batch(n + 1, (inv, t)))
+    same_status = created("inv_1", status=Status.RUNNING, pinned_deployment="dp_1")
+    moved = created("inv_2", status=Status.SUSPENDED)
+    moved.journal = [JournalAppend(1, {"kind": "run"}, 9)]
+    moved.clear_timers = True
+    done = created("inv_3", status=Status.COMPLETED, completed_at=9)
+    await store.write_batch(batch(7, ("inv_1", same_status), ("inv_2", moved), ("inv_3", done)))
+    await store.write_batch(batch(8, ("inv_3", Transition(view=None, deleted=True))))
+    again = created("inv_3", status=Status.SCHEDULED, created_at=20)
+    again.events = [Event(0, "created", 20)]
+    await store.write_batch(batch(9, ("inv_3", again), ("inv_0", created("inv_0"))))
+
+
+async def test_writes_give_the_same_state_whatever_the_writer_remembers_of_keys(
+    tmp_path: Path,
+) -> None:
+    digests = []
+    for capacity in (20_000, 1, 0):
+        s = await Store.open(tmp_path / f"state-{capacity}.db")
+        try:
+            s._keys.capacity = capacity  # 0: forgets every key after each batch
+            await _write_history(s)
+            digests.append(await s.digest())
+        finally:
+            s.close()
+    assert digests[0] == digests[1] == digests[2]
+
+
+async def test_status_column_follows_the_view_through_updates(store: Store) -> None:
+    await _write_history(store)
+    assert await store.count_by_status() == {"running": 4, "suspended": 1, "scheduled": 1}
+    view = await store.get_view("inv_1")
+    assert view is not None and view.pinned_deployment == "dp_1"
+    listed = await store.list_invocations(statuses=["running"], deployment="dp_1")
+    assert [v.id for v in listed] == ["inv_1"]
+    assert [e["kind"] for _, e, _ in await store.get_journal("inv_2")] == ["input", "run"]
+    assert [r.invocation_id for r in await store.all_timers()] == [
+        "inv_0",
+        "inv_1",
+        "inv_4",
+        "inv_5",
+    ]
