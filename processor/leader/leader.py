@@ -55,6 +55,7 @@ from processor.leader.replies import Replies
 from processor.leader.timers import DueTimer, TimerService
 from processor.registry import Registry
 from processor.status import Failure, Result
+from processor.storage.loop_reader import LoopReader
 from processor.storage.store import Store
 
 log = structlog.get_logger("processor.leader")
@@ -105,6 +106,7 @@ class Leader:
         self.timers = TimerService(self.clock, self._fire_timers)
         self.attempts = Attempts(self._run_attempt, self.config.max_concurrent_attempts)
         self._invoker = Invoker(self.config.inactivity_timeout_s)
+        self._journals: LoopReader | None = None  # open while the leader runs
         self._accepting = False
         self._ready = anyio.Event()
         self._stopped = False
@@ -116,6 +118,7 @@ class Leader:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Take over the partition and execute actions until cancelled."""
+        self._journals = LoopReader(self.store.path)
         try:
             async with self._invoker, anyio.create_task_group() as tg:
                 await self._take_over()
@@ -130,6 +133,8 @@ class Leader:
             self.attempts.abort_all()
             self.replies.stop(f"the leader of partition {self.partition_id} stopped")
             self._ready.set()  # release proposals still waiting: they now fail with LeaderStopped
+            self._journals.close()
+            self._journals = None
 
     async def _take_over(self) -> None:
         # Every AnnounceLeader already in the log must be applied before choosing our epoch.
@@ -250,7 +255,10 @@ class Leader:
                 [no_deployment_failure(slot.invocation_id, slot.attempt, slot.service, reason)]
             )
             return
-        rows = await self.store.get_journal(slot.invocation_id)
+        # Read on the loop (no thread hop); a long journal is read in the store's thread.
+        rows = self._journals.journal(slot.invocation_id) if self._journals else None
+        if rows is None:
+            rows = await self.store.get_journal(slot.invocation_id)
         journal: list[dict[str, Any]] = [{**entry, "appended_at": at} for _, entry, at in rows]
         request = AttemptRequest(
             invocation_id=slot.invocation_id,
