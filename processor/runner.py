@@ -60,6 +60,10 @@ CommandHook = Callable[[LogRecord, Command, InvocationView | None, Transition], 
 BatchHook = Callable[[int, float], None]  # (records in the batch, seconds its transaction took)
 
 
+# A batch that needs at most this many views from the store reads them on the event loop's thread
+# (a few µs each) rather than in a thread hop; see `Store.load_views_now`.
+_LOAD_NOW_MAX = 16
+
 _ApplyContext = maker(ApplyContext)  # one per command: the fast constructor
 
 
@@ -260,8 +264,10 @@ class Runner:
                         views[inv] = view
                         if view is None:
                             missing.append(inv)
-        if missing:
+        if len(missing) > _LOAD_NOW_MAX:
             views.update(await self.store.load_views(missing))
+        elif missing:
+            views.update(self.store.load_views_now(missing))
         with _gc_paused():
             return self._apply(records, commands, views, stop, after_lsn)
 

@@ -77,7 +77,14 @@ async def test_views_are_loaded_once_per_batch_and_hot_ones_come_from_the_cache(
         loads.append(len(ids))
         return await real(ids)  # type: ignore[return-value]
 
+    real_now = store.load_views_now
+
+    def counting_now(ids: list[str]) -> dict[str, object]:
+        loads.append(len(ids))
+        return real_now(ids)  # type: ignore[return-value]
+
     store.load_views = counting  # type: ignore[assignment,method-assign]
+    store.load_views_now = counting_now  # type: ignore[assignment,method-assign]
     runner = Runner(memlog, store, batch_size=50)
     await runner.catch_up()
     batches = -(-memlog.tail() // 50)

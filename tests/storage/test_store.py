@@ -288,3 +288,13 @@ async def test_status_column_follows_the_view_through_updates(store: Store) -> N
         "inv_4",
         "inv_5",
     ]
+
+
+async def test_views_read_on_the_calling_thread_see_every_committed_batch(store: Store) -> None:
+    assert store.load_views_now(["inv_a"]) == {}
+    view = make_view("inv_a", status=Status.RUNNING)
+    await store.write_batch(batch(1, ("inv_a", Transition(view=view, changed=True))))
+    assert store.load_views_now(["inv_a", "inv_missing"]) == {"inv_a": view}
+    paused = make_view("inv_a", status=Status.PAUSED)
+    await store.write_batch(batch(2, ("inv_a", Transition(view=paused, changed=True))))
+    assert store.load_views_now(["inv_a"]) == await store.load_views(["inv_a"]) == {"inv_a": paused}
