@@ -57,10 +57,18 @@ def open_log(
     *,
     clock: Clock | None = None,
     readonly: bool = False,
+    inline_fsync_under_us: int = 0,
 ) -> FileLog:
     """Open the log in directory `path` for writing (created if missing), or `readonly`.
 
     Verifies every segment (a torn tail is cut with a warning; corruption raises `CorruptLog`) and
     takes the directory's writer lock (`LogLocked` if another process holds it).
     """
-    return FileLog(path, fsync=fsync, segment_size=segment_size, clock=clock, readonly=readonly)
+    return FileLog(
+        path,
+        fsync=fsync,
+        segment_size=segment_size,
+        clock=clock,
+        readonly=readonly,
+        inline_fsync_under_us=inline_fsync_under_us,
+    )

@@ -11,6 +11,15 @@ resolved, the tail moved) only by an `fdatasync` that started after the group's 
 A big wave of appenders does not wait for its last member: once `eager_records` are queued and
 the disk is idle, they are written and their fsync overlaps the rest of the wave.
 
+Inline fsync (`inline_fsync_under_us`, off unless asked for; the daemon asks). Handing an fsync
+to the thread costs two thread wake-ups and a GIL hand-over each way, which on a virtual machine is
+several times the `fdatasync` itself when the disk is fast (~0.1 ms): most of an append's latency
+and a large part of the loop's CPU. So while the moving average of recent fsync durations is under
+the threshold, `fdatasync` runs right on the event loop at the end of the group's flush (the way
+Redis' `appendfsync always` does); as soon as the disk turns slow (the average goes over it) the
+thread takes over again, and its measurements bring the log back once the disk is fast again. It
+starts in the thread, so a slow disk never blocks the loop for more than one slow fsync.
+
 Rolling to a new segment waits for the fsync in flight, fsyncs the full segment and creates the
 next one in the writer thread; appends queue up meanwhile. `interval:<ms>` and `never`
 acknowledge at the write; `interval` fsyncs dirty data within the interval in the writer thread.
@@ -21,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +68,8 @@ class FileLog(LogBase):
     # While no fsync is in flight, an append that finds this many records queued writes them at
     # once rather than waiting for the rest of its wave (their fsync overlaps the wave's tail).
     eager_records = 256
+    # Weight of the newest fsync duration in the moving average that picks inline vs the thread.
+    fsync_average_weight = 0.2
 
     def __init__(
         self,
@@ -68,6 +80,7 @@ class FileLog(LogBase):
         clock: Clock | None = None,
         readonly: bool = False,
         sync_fn: Callable[[int], None] = os.fdatasync,
+        inline_fsync_under_us: int = 0,
     ) -> None:
         super().__init__(clock)
         self.directory = Path(directory)
@@ -76,6 +89,10 @@ class FileLog(LogBase):
         self.readonly = readonly
         self.fsync_count = 0
         self._sync_fn = sync_fn
+        self._inline_under_s = inline_fsync_under_us / 1e6
+        # Start above the threshold: the first fsyncs run in the thread and are measured there.
+        self._fsync_average_s = 2 * self._inline_under_s
+        self.inline_fsyncs = 0  # of fsync_count, how many ran on the loop
         self._lock_fd: int | None = None
         if readonly:
             if not self.directory.is_dir():
@@ -232,10 +249,24 @@ class FileLog(LogBase):
     def _start_sync(self) -> None:
         assert self._thread is not None
         self._syncing = True
-        self._thread.submit(self._synced, self._sync, self._segments[-1].fd, self._written_lsn)
+        fd, upto = self._segments[-1].fd, self._written_lsn
+        if self._fsync_average_s < self._inline_under_s:
+            self.inline_fsyncs += 1
+            try:
+                self._sync(fd, upto)
+            except BaseException as exc:  # as from the thread: the log fails
+                self._synced(upto, exc)
+                return
+            self._synced(upto, None)  # nothing was written meanwhile: it does not recurse
+            return
+        self._thread.submit(self._synced, self._sync, fd, upto)
 
-    def _sync(self, fd: int, upto: Lsn) -> Lsn:  # in the writer thread
+    def _sync(self, fd: int, upto: Lsn) -> Lsn:  # in the writer thread, or inline on the loop
+        began = time.perf_counter()
         self._sync_fn(fd)
+        took = time.perf_counter() - began
+        w = self.fsync_average_weight
+        self._fsync_average_s = (1 - w) * self._fsync_average_s + w * took
         self.fsync_count += 1
         return upto
 

@@ -39,6 +39,11 @@ from processor.state_machine.types import Event
 from processor.status import InvocationView, Result
 from processor.storage.store import JournalRow, Store
 
+# While the log's recent fsyncs take less than this, they run on the event loop instead of the
+# log's thread (see log/file_log.py, "Inline fsync"): the thread hand-off costs more than a fast
+# fsync. A slower disk moves them back to the thread.
+INLINE_FSYNC_UNDER_US = 500
+
 
 class TimedAppends:
     """The leader's view of the log, reporting how long each append took (to durability)."""
@@ -144,6 +149,7 @@ class Partition:
             fsync=FsyncPolicy(fsync.mode, fsync.interval_ms or 0),
             segment_size=self.log_config.segment_size,
             clock=log_clock,
+            inline_fsync_under_us=INLINE_FSYNC_UNDER_US,
         )
         try:
             self._store = await Store.open(

@@ -1,6 +1,6 @@
 """Child process for the crash test: appends forever with fsync=always, printing each acked LSN.
 
-    python -m tests.log.log_crash_child <log dir>     (from the repository root)
+    python -m tests.log.log_crash_child <log dir> [inline fsync threshold µs]   (from the repo root)
 
 Payloads are derived from their LSN (LSNs are assigned in call order), so the parent can check
 every record after it kills this process with SIGKILL.
@@ -15,8 +15,13 @@ from log import open_log
 from tests.log.log_helpers import payload_for
 
 
-async def main(directory: str) -> None:
-    log = open_log(directory, fsync="always", segment_size=32 << 10)
+async def main(directory: str, inline_fsync_under_us: int) -> None:
+    log = open_log(
+        directory,
+        fsync="always",
+        segment_size=32 << 10,
+        inline_fsync_under_us=inline_fsync_under_us,
+    )
     next_lsn = log.tail() + 1
     out = sys.stdout
     out.write(f"ready {log.tail()}\n")
@@ -44,4 +49,4 @@ async def main(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0))

@@ -20,10 +20,12 @@ from tests.log.log_helpers import payload_for
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_child_and_kill(directory: Path, rng: random.Random) -> tuple[int, list[int]]:
+def run_child_and_kill(
+    directory: Path, rng: random.Random, inline_us: int
+) -> tuple[int, list[int]]:
     """Start the appender, SIGKILL it at a random moment; return (tail at start, acked LSNs)."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.log.log_crash_child", str(directory)],
+        [sys.executable, "-m", "tests.log.log_crash_child", str(directory), str(inline_us)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,12 +78,15 @@ async def verify_and_continue(directory: Path, acked: list[int]) -> int:
 
 
 @pytest.mark.timeout(60)
-def test_acknowledged_appends_survive_sigkill_at_random_moments(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline_us", [0, 1_000_000], ids=["fsync-in-thread", "fsync-inline"])
+def test_acknowledged_appends_survive_sigkill_at_random_moments(
+    tmp_path: Path, inline_us: int
+) -> None:
     rng = random.Random(os.getpid())
     directory = tmp_path / "log"
     tail = 0
     for _ in range(5):
-        start_tail, acked = run_child_and_kill(directory, rng)
+        start_tail, acked = run_child_and_kill(directory, rng, inline_us)
         assert start_tail == tail
         assert len(acked) == len(set(acked)), "an LSN was acknowledged twice"
         assert min(acked) == tail + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,67 @@ async def test_readonly_log_refuses_writes_and_takes_no_lock(tmp_path: Path) -> 
         await reader.append(b"two")
     await reader.close()
     await writer.close()
+
+
+async def test_fast_fsyncs_move_onto_the_loop_and_stay_acknowledged_only_after_them(
+    tmp_path: Path,
+) -> None:
+    threads: list[str] = []
+    synced_sizes: list[int] = []
+
+    def recording_sync(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        synced_sizes.append(os.fstat(fd).st_size)
+
+    log = FileLog(tmp_path, sync_fn=recording_sync, inline_fsync_under_us=1_000_000)
+    for i in range(20):
+        await log.append(b"x" * 10)
+        assert len(synced_sizes) == i + 1  # the append returned only after its fsync
+    assert threads[0] != threading.main_thread().name  # measured in the thread first
+    assert threads[-1] == threading.main_thread().name
+    assert log.inline_fsyncs > 10
+    results = await asyncio.gather(*(log.append(b"y") for _ in range(50)))
+    assert sorted(results) == list(range(21, 71)) and log.tail() == 70
+    assert synced_sizes[-1] == segment_files(tmp_path)[-1].stat().st_size
+    await log.close()
+
+
+async def test_a_slow_fsync_moves_the_fsyncs_back_to_the_thread(tmp_path: Path) -> None:
+    slow = threading.Event()
+    threads: list[str] = []
+
+    def sync(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        if slow.is_set():
+            time.sleep(0.01)
+
+    log = FileLog(tmp_path, sync_fn=sync, inline_fsync_under_us=2_000)
+    for _ in range(20):
+        await log.append(b"x")
+    assert threads[-1] == threading.main_thread().name
+    slow.set()
+    for _ in range(3):
+        await log.append(b"x")
+    assert threads[-1] != threading.main_thread().name  # one slow fsync on the loop, then off
+    assert threads[-3:].count(threading.main_thread().name) <= 1
+    await log.close()
+
+
+async def test_a_failed_inline_fsync_fails_the_appends_and_stops_the_log(tmp_path: Path) -> None:
+    fail = threading.Event()
+
+    def sync(fd: int) -> None:
+        if fail.is_set():
+            raise OSError(5, "Input/output error")
+
+    log = FileLog(tmp_path, sync_fn=sync, inline_fsync_under_us=1_000_000)
+    for _ in range(10):
+        await log.append(b"x")
+    assert log.inline_fsyncs > 0
+    fail.set()
+    with pytest.raises(LogFailed):
+        await log.append(b"y")
+    with pytest.raises(LogFailed, match="reopen the log"):
+        await log.append(b"z")
+    assert log.tail() == 10
+    await log.close()
