@@ -59,7 +59,10 @@ def measure(seconds: float, warmup: float, partitions: int) -> list[Result]:
                     # the figure that depends least on what else the machine is running.
                     cpu_us = (cpu_seconds(d.pid) - cpu_before) / max(got.total, 1) * 1e6
                     if got.errors or ceiling.errors:
-                        progress(f"  errors: daemon {got.errors}, baseline {ceiling.errors}")
+                        progress(
+                            f"  errors: daemon {got.errors} ({got.first_error or '-'}), "
+                            f"baseline {ceiling.errors} ({ceiling.first_error or '-'})"
+                        )
                     progress(
                         f"  steps={steps} c={c}: {got.per_s:,.0f}/s "
                         f"(ceiling {ceiling.per_s:,.0f}/s), p50 {got.p50_ms:.2f} ms, "

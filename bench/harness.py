@@ -220,6 +220,7 @@ class LoadResult:
     p90_ms: float
     p99_ms: float
     total: int = 0  # answered requests including the warm-up
+    first_error: str = ""  # what the first failed request got
 
 
 def run_loadgen(
@@ -285,4 +286,5 @@ def _load_result(stdout: str) -> LoadResult:
         data["p90_ms"],
         data["p99_ms"],
         data.get("total", 0),
+        data.get("first_error", ""),
     )

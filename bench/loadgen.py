@@ -36,11 +36,12 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def run(args: argparse.Namespace) -> dict[str, float | int]:
+async def run(args: argparse.Namespace) -> dict[str, float | int | str]:
     body = args.body.encode()
     headers = {"content-type": "application/json"}
     latencies: list[float] = []
     errors = 0
+    first_error: list[str] = []  # what the first failed request got, to say why in the summary
     done = 0  # every answered request, warm-up included (CPU-per-request figures divide by it)
     started = time.perf_counter()
     measure_from = started + args.warmup
@@ -79,10 +80,14 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
                 ok = False
                 try:
                     async with session.post(args.url, data=body, headers=headers) as resp:
-                        await resp.read()
+                        answer = await resp.read()
                         ok = 200 <= resp.status < 300
-                except (aiohttp.ClientError, TimeoutError):
+                        if not ok and not first_error:
+                            first_error.append(f"HTTP {resp.status}: {answer[:200]!r}")
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     ok = False
+                    if not first_error:
+                        first_error.append(f"{type(exc).__name__}: {exc}")
                 t1 = time.perf_counter()
                 done += 1
                 if t0 >= measure_from:
@@ -105,6 +110,7 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p90_ms": percentile(latencies, 0.90) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
+        "first_error": first_error[0] if first_error else "",
     }
 
 
