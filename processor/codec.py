@@ -131,23 +131,71 @@ def _int(value: Any) -> int:
     return value if type(value) is int else int(value)
 
 
+def _dict(value: Any) -> dict[Any, Any]:
+    # msgpack hands back a fresh dict for a map (nobody else holds it): no need to copy it.
+    return value if type(value) is dict else dict(value)
+
+
+_POLICIES: dict[tuple[Any, ...], RetryPolicy] = {}
+_POLICIES_MAX = 1024
+
+
+def policy_from_wire(raw: Any) -> RetryPolicy:
+    """`RetryPolicy.from_wire`, shared: a log carries the same few policies over and over, and a
+    policy is frozen, so equal wire forms can share one instance (building one costs ~5 µs)."""
+    try:
+        # the type of max_attempts is in the key: from_wire keeps it as it is (4 and 4.0 differ)
+        key = (*raw, type(raw[3]))
+        policy = _POLICIES.get(key)
+    except Exception:  # not a 5-list of hashables: from_wire reports it (or copes, as before)
+        return RetryPolicy.from_wire(raw)
+    if policy is None:
+        policy = RetryPolicy.from_wire(raw)
+        if len(_POLICIES) >= _POLICIES_MAX:
+            _POLICIES.clear()
+        _POLICIES[key] = policy
+    return policy
+
+
+_TIMER_KEYS: dict[tuple[Any, Any], TimerKey] = {}
+
+
+def _timer_key(kind: Any, key: Any) -> TimerKey:
+    # Timer keys repeat (retry n, sleep completion ids) and are frozen: share them.
+    cache_key = (kind, key)
+    timer = _TIMER_KEYS.get(cache_key)
+    if timer is None:
+        timer = _TimerKey(_TIMER_KINDS[kind], _int(key))
+        if len(_TIMER_KEYS) >= _POLICIES_MAX:
+            _TIMER_KEYS.clear()
+        _TIMER_KEYS[cache_key] = timer
+    return timer
+
+
+# Each decoder takes the whole record `[version, kind, *fields]` (no slice copy per record).
 _DECODERS: dict[int, Callable[[list[Any]], Command]] = {
-    1: lambda f: _Invoke(
-        f[0], f[1], f[2], f[3], RetryPolicy.from_wire(f[4]), dict(f[5]), f[6], f[7], f[8]
+    1: lambda r: _Invoke(
+        r[2], r[3], r[4], r[5], policy_from_wire(r[6]), _dict(r[7]), r[8], r[9], r[10]
     ),
-    2: lambda f: _Pause(f[0], f[1]),
-    3: lambda f: _Resume(f[0], f[1], RetryPolicy.from_wire(f[2]) if f[2] else None, f[3]),
-    4: lambda f: _Cancel(f[0], f[1]),
-    5: lambda f: _Kill(f[0], f[1]),
-    6: lambda f: _Purge(f[0], f[1]),
-    7: lambda f: _TimerFired(f[0], _TimerKey(_TIMER_KINDS[f[1]], _int(f[2]))),
-    8: lambda f: _Pinned(f[0], _int(f[1]), f[2]),
-    9: lambda f: _Entry(f[0], _int(f[1]), _int(f[2]), dict(f[3])),
-    10: lambda f: _Suspended(f[0], _int(f[1]), tuple(int(x) for x in f[2])),
-    11: lambda f: _Completed(f[0], _int(f[1]), f[2], failure_from_wire(f[3])),
-    12: lambda f: _Failed(f[0], _int(f[1]), _req(failure_from_wire(f[2])), bool(f[3]), f[4]),
-    13: lambda f: AnnounceLeader(int(f[0])),
+    2: lambda r: _Pause(r[2], r[3]),
+    3: lambda r: _Resume(r[2], r[3], policy_from_wire(r[4]) if r[4] else None, r[5]),
+    4: lambda r: _Cancel(r[2], r[3]),
+    5: lambda r: _Kill(r[2], r[3]),
+    6: lambda r: _Purge(r[2], r[3]),
+    7: lambda r: _TimerFired(r[2], _timer_key(r[3], r[4])),
+    8: lambda r: _Pinned(r[2], _int(r[3]), r[4]),
+    9: lambda r: _Entry(r[2], _int(r[3]), _int(r[4]), _dict(r[5])),
+    10: lambda r: _Suspended(r[2], _int(r[3]), tuple(int(x) for x in r[4])),
+    11: lambda r: _Completed(r[2], _int(r[3]), r[4], failure_from_wire(r[5])),
+    12: lambda r: _Failed(r[2], _int(r[3]), _req(failure_from_wire(r[4])), bool(r[5]), r[6]),
+    13: lambda r: AnnounceLeader(int(r[2])),
 }
+# The same, indexed by kind code, for the fast path (a list index instead of a dict lookup).
+_BY_CODE: list[Callable[[list[Any]], Command] | None] = [
+    _DECODERS.get(code) for code in range(max(_DECODERS) + 1)
+]
+_N_CODES = len(_BY_CODE)
+
 
 KIND_NAMES = {code: cls.__name__ for cls, (code, _) in _ENCODERS.items()}
 
@@ -163,9 +211,13 @@ def decode(payload: bytes, lsn: int | None = None) -> Command:
     try:
         raw = _unpackb(payload, raw=False, strict_map_key=False)
         if type(raw) is list and len(raw) >= 2 and raw[0] == VERSION:
-            decoder = _DECODERS.get(raw[1])
+            code = raw[1]
+            if type(code) is int and 0 <= code < _N_CODES:
+                decoder = _BY_CODE[code]
+            else:
+                decoder = _DECODERS.get(code)
             if decoder is not None:
-                return decoder(raw[2:])
+                return decoder(raw)
     except Exception:
         pass
     raise _decode_error(payload, lsn)
@@ -190,7 +242,7 @@ def _decode_error(payload: bytes, lsn: int | None) -> CodecError:
     if decoder is None:
         return CodecError(f"log record{where} has unknown command kind {kind!r}")
     try:
-        decoder(raw[2:])
+        decoder(raw)
     except CodecError as exc:
         return CodecError(f"log record{where} of kind {KIND_NAMES[kind]}: {exc}")
     except (IndexError, KeyError, TypeError, ValueError) as exc:

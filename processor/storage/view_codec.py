@@ -13,8 +13,7 @@ from typing import Any
 
 import msgpack
 
-from processor.codec import failure_from_wire, failure_to_wire
-from processor.retry import RetryPolicy
+from processor.codec import failure_from_wire, failure_to_wire, policy_from_wire
 from processor.status import InvocationView, Result, Status
 
 VIEW_VERSION = 1
@@ -90,7 +89,7 @@ def view_from_wire(raw: list[Any]) -> InvocationView:
         status=_STATUSES[raw[4]],
         created_at=raw[5],
         modified_at=raw[6],
-        retry_policy=RetryPolicy.from_wire(raw[7]),
+        retry_policy=policy_from_wire(raw[7]),
         idempotency_key=raw[8],
         headers=raw[9],
         execute_at=raw[10],
