@@ -298,3 +298,27 @@ async def test_views_read_on_the_calling_thread_see_every_committed_batch(store:
     paused = make_view("inv_a", status=Status.PAUSED)
     await store.write_batch(batch(2, ("inv_a", Transition(view=paused, changed=True))))
     assert store.load_views_now(["inv_a"]) == await store.load_views(["inv_a"]) == {"inv_a": paused}
+
+
+async def test_nullable_columns_are_written_whether_set_or_not(store: Store) -> None:
+    full = make_view(
+        "inv_full", pinned_deployment="dp_1", completed_at=7, idempotency_key="k", created_at=2
+    )
+    bare = make_view("inv_bare", created_at=1)
+    await store.write_batch(
+        batch(1, ("inv_full", created("inv_full")), ("inv_bare", created("inv_bare")))
+    )
+    await store.write_batch(batch(2, ("inv_full", Transition(full, changed=True))))
+    await store.write_batch(batch(3, ("inv_bare", Transition(bare, changed=True))))
+    conn = sqlite3.connect(store.path)
+    rows = conn.execute(
+        "SELECT id, pinned_deployment, completed_at, idempotency_key, typeof(view) "
+        "FROM invocations ORDER BY id"
+    ).fetchall()
+    conn.close()
+    assert rows == [("inv_bare", None, None, None, "blob"), ("inv_full", "dp_1", 7, None, "blob")]
+    assert await store.load_views(["inv_full", "inv_bare"]) == {"inv_full": full, "inv_bare": bare}
+    keyed = make_view("inv_key", idempotency_key="k", pinned_deployment="dp_2", completed_at=3)
+    await store.write_batch(batch(4, ("inv_key", Transition(keyed, changed=True))))
+    assert await store.get_view("inv_key") == keyed
+    assert await store.list_invocations(deployment="dp_2") == [keyed]
