@@ -9,6 +9,8 @@
 3. The same records through a naive baseline in the same run: one awaited aiosqlite call per SQL
    statement, one transaction per command (what "just use aiosqlite" gives).
 4. `replay` rebuilds the same log into a fresh store: records/s.
+   Also: the runner with batches of 8 commands (a live partition's group commits), whose cost per
+   command is mostly the per-batch fixed cost.
 5. Peak RSS of child processes applying a small and a 10x larger happy-path log: memory must not
    grow with history (the view cache is bounded, journals stay on disk).
 """
@@ -46,6 +48,8 @@ from processor.storage import BatchWrites, Store
 from processor.storage.view_codec import decode_view, encode_view
 
 SUITE = "apply"
+BATCH_SIZE = 1000  # the runner's catch-up batch (Runner's default)
+SMALL_BATCH = 8  # a live partition's batches: a few commands per group commit
 
 
 def progress(message: str) -> None:
@@ -72,7 +76,9 @@ async def write_log(path: Path, payloads: Iterable[bytes]) -> int:
         await log.close()
 
 
-async def apply_runner(log_dir: Path, db: Path) -> tuple[int, float, list[float], float]:
+async def apply_runner(
+    log_dir: Path, db: Path, batch_size: int = BATCH_SIZE, until_lsn: int | None = None
+) -> tuple[int, float, list[float], float]:
     """Apply the log in follower mode: (records, wall seconds, commit latencies, CPU seconds).
 
     CPU seconds (all threads of this process) are reported too because on a shared machine the
@@ -81,7 +87,13 @@ async def apply_runner(log_dir: Path, db: Path) -> tuple[int, float, list[float]
     log = open_log(log_dir, readonly=True)
     store = await Store.open(db)
     try:
-        runner = Runner(log, store, on_batch=lambda n, s: latencies.append(s))
+        runner = Runner(
+            log,
+            store,
+            batch_size=batch_size,
+            until_lsn=until_lsn,
+            on_batch=lambda n, s: latencies.append(s),
+        )
         began, cpu = time.perf_counter(), time.process_time()
         await runner.catch_up()
         wall, cpu = time.perf_counter() - began, time.process_time() - cpu
@@ -203,7 +215,8 @@ async def main_async(quick: bool, as_json: bool) -> int:
     invocations = 3_000 if quick else 100_000
     baseline_records = 2_000 if quick else 20_000
     rss_small, rss_large = (3_000, 30_000) if quick else (100_000, 1_000_000)
-    params = {"invocations": invocations, "batch_size": 1000, "seed": 7}
+    small_records = 20_000 if quick else 100_000
+    params = {"invocations": invocations, "batch_size": BATCH_SIZE, "seed": 7}
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="apply-bench-") as tmp:
         base = Path(tmp)
@@ -218,6 +231,14 @@ async def main_async(quick: bool, as_json: bool) -> int:
         progress(
             f"runner: {n:,} commands in {secs:.2f} s ({cpu:.2f} s CPU: "
             f"{n / cpu:,.0f} commands per CPU-second) over {len(lat)} batches"
+        )
+        sn, ssecs, slat, scpu = await apply_runner(
+            base / "log", base / "small.db", SMALL_BATCH, until_lsn=small_records
+        )
+        progress(
+            f"runner, batches of {SMALL_BATCH}: {sn:,} commands in {ssecs:.2f} s "
+            f"({scpu:.2f} s CPU: {sn / scpu:,.0f} commands per CPU-second; "
+            f"{scpu / sn * 1e6:.0f} us CPU per command)"
         )
         bn, bsecs = await apply_naive(base / "log", base / "naive.db", baseline_records)
         brate = bn / bsecs
@@ -237,6 +258,10 @@ async def main_async(quick: bool, as_json: bool) -> int:
                 baseline=brate,
             )
         )
+        small_params: dict[str, Any] = {**params, "batch_size": SMALL_BATCH, "commands": sn}
+        small_params["per_cpu_s"] = round(sn / scpu)
+        small_params["commit_p99_ms"] = round(pct(slat, 0.99) * 1000, 2)
+        results.append(Result(SUITE, "small_batch_commands_per_s", sn / ssecs, "1/s", small_params))
         p50, p99 = pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000
         results.append(Result(SUITE, "batch_commit_p50_ms", p50, "ms", params))
         results.append(Result(SUITE, "batch_commit_p99_ms", p99, "ms", params))
