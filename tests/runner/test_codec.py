@@ -3,6 +3,8 @@ the LSN."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 
@@ -65,7 +67,7 @@ def test_equal_policies_decode_equal_and_keep_the_type_of_max_attempts() -> None
     again = decode(encode(Invoke(INV, "S", "h", b"", POLICY)))
     assert isinstance(first, Invoke) and isinstance(again, Invoke)
     assert first.retry_policy == again.retry_policy == POLICY
-    fields = [INV, "S", "h", b"", None, {}, None, None, None]
+    fields: list[Any] = [INV, "S", "h", b"", None, {}, None, None, None]
     for max_attempts in (4.0, 4, 4.0):
         fields[4] = [100, 2.0, 2_000, max_attempts, "kill"]
         decoded = decode(msgpack.packb([1, 1, *fields]), 1)
