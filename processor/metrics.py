@@ -7,7 +7,9 @@ outside the fixed sets are rejected with ValueError rather than silently growing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -15,9 +17,9 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
+from prometheus_client.core import HistogramMetricFamily
 
 from processor.status import Status
 
@@ -48,6 +50,50 @@ LATENCY_BUCKETS = (
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
+class LoopHistogram:
+    """A histogram with one label, updated from the event loop's thread only.
+
+    prometheus_client's `Histogram.observe` takes a lock per counter it touches; these are
+    observed on every log append and every batch, on the loop, so they are plain lists here,
+    turned into the same exposition (`_bucket{le=...}`, `_sum`, `_count`) when scraped."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        label: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.bounds = tuple(float(b) for b in buckets)
+        # label value -> [counts per bucket (the last is +Inf), sum]
+        self._series: dict[int, tuple[list[int], list[float]]] = {}
+        registry.register(self)
+
+    def observe(self, label_value: int, value: float) -> None:
+        series = self._series.get(label_value)
+        if series is None:
+            series = self._series[label_value] = ([0] * (len(self.bounds) + 1), [0.0])
+        series[0][bisect_left(self.bounds, value)] += 1
+        series[1][0] += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, (counts, total) in sorted(self._series.items()):
+            cumulative, running = [], 0
+            for bound, count in zip((*self.bounds, math.inf), counts, strict=True):
+                running += count
+                cumulative.append(("+Inf" if bound == math.inf else repr(bound), running))
+            family.add_metric([str(value)], cumulative, total[0])
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+
+
 def _check(kind: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {kind} {value!r}; accepted: {', '.join(allowed)}")
@@ -75,25 +121,25 @@ class Metrics:
         self.pauses = Counter(
             "processor_pauses", "Invocations paused, by reason.", ["reason"], registry=r
         )
-        self.log_append_seconds = Histogram(
+        self.log_append_seconds = LoopHistogram(
             "processor_log_append_seconds",
             "Latency of one log append (including fsync when configured).",
-            ["partition"],
-            buckets=LATENCY_BUCKETS,
+            "partition",
+            LATENCY_BUCKETS,
             registry=r,
         )
-        self.apply_batch_seconds = Histogram(
+        self.apply_batch_seconds = LoopHistogram(
             "processor_apply_batch_seconds",
             "Latency of applying and committing one batch of commands.",
-            ["partition"],
-            buckets=LATENCY_BUCKETS,
+            "partition",
+            LATENCY_BUCKETS,
             registry=r,
         )
-        self.apply_batch_size = Histogram(
+        self.apply_batch_size = LoopHistogram(
             "processor_apply_batch_commands",
             "Number of commands in one applied batch.",
-            ["partition"],
-            buckets=BATCH_SIZE_BUCKETS,
+            "partition",
+            BATCH_SIZE_BUCKETS,
             registry=r,
         )
         self.applied_lsn = Gauge(
@@ -136,11 +182,11 @@ class Metrics:
         self._child(self.pauses, reason).inc()
 
     def observe_log_append(self, partition: int, seconds: float) -> None:
-        self._child(self.log_append_seconds, str(partition)).observe(seconds)
+        self.log_append_seconds.observe(partition, seconds)
 
     def observe_apply_batch(self, partition: int, seconds: float, commands: int) -> None:
-        self._child(self.apply_batch_seconds, str(partition)).observe(seconds)
-        self._child(self.apply_batch_size, str(partition)).observe(commands)
+        self.apply_batch_seconds.observe(partition, seconds)
+        self.apply_batch_size.observe(partition, commands)
 
     def set_applied_lsn(self, partition: int, lsn: int) -> None:
         self._child(self.applied_lsn, str(partition)).set(lsn)

@@ -123,3 +123,20 @@ def test_unknown_route_kind_or_code_is_rejected() -> None:
         m.ingress_request("/Svc/handler", 200)
     with pytest.raises(ValueError, match="status code"):
         m.ingress_request("call", 42)
+
+
+def test_latency_histogram_buckets_are_cumulative_with_bounds_inclusive() -> None:
+    m = Metrics()
+    for seconds in (0.001, 0.0011, 7.0, 99.0):  # 0.001 is a bound: counted in le="0.001"
+        m.observe_log_append(2, seconds)
+    got = samples(m)
+
+    def bucket(le: str) -> float:
+        labels = frozenset({("partition", "2"), ("le", le)})
+        return got[("processor_log_append_seconds_bucket", labels)]
+
+    assert (bucket("0.0005"), bucket("0.001"), bucket("0.0025")) == (0, 1, 2)
+    assert (bucket("5.0"), bucket("10.0"), bucket("+Inf")) == (2, 3, 4)
+    count = ("processor_log_append_seconds_count", frozenset({("partition", "2")}))
+    total = ("processor_log_append_seconds_sum", frozenset({("partition", "2")}))
+    assert got[count] == 4 and got[total] == pytest.approx(106.0021)
