@@ -62,7 +62,17 @@ async def test_sigkill_under_load_loses_no_acknowledged_invocation_and_reruns_no
     acknowledged = await asyncio.gather(*(one(i) for i in range(INVOCATIONS)))
     assert len(set(acknowledged)) == INVOCATIONS
 
-    # Kill as soon as the last one is acknowledged: some steps ran, most of the work is pending.
+    # Kill once some steps are stored and most of the work is pending. Not right after the last
+    # acknowledgement: a fast ingress acknowledges all 300 before the first 300 ms step ends, and
+    # then nothing at all would be stored before the crash. Invocation 40's step takes 500 ms;
+    # once its first step is stored, so are (nearly) all of the 40 shorter ones' first steps.
+    probe = acknowledged[INVOCATIONS // 7]
+    with anyio.fail_after(30):
+        while True:  # polling the daemon's state: nothing in this process to wait on
+            journal = (await describe(http, daemon, probe))["journal"]
+            if any(e["kind"] == "run" for e in journal):
+                break
+            await anyio.sleep(0.02)
     rows = await list_invocations(http, daemon)
     kill_ms = int(time.time() * 1000)
     daemon.kill()
