@@ -5,7 +5,10 @@ of several `executemany` calls plus BEGIN/COMMIT costs several hops, and the one
 shape we want would need aiosqlite's private API. Owning the thread ourselves makes "one batch =
 one hop" explicit: `await db.run(fn)` runs `fn(conn)` in the DB thread, where the whole
 transaction happens without returning to the event loop. Only this thread ever touches the
-connection, so sqlite3's same-thread check stays on.
+connection, except `run_inline`: a caller on the event loop may run a short job right there
+while the thread is idle (nothing queued or running), which saves the hop's cost for small
+batches; the connection is opened with the same-thread check off for that, and the idle check
+(`_in_flight`, kept on the loop) is what keeps the two from ever using it at once.
 
 The hop itself is a bare `SimpleQueue` and one `call_soon_threadsafe` back, not a
 `ThreadPoolExecutor`: the executor's work items, condition variable and chained concurrent future
@@ -35,6 +38,7 @@ class DbThread:
         self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._in_flight = 0  # jobs submitted from the loop whose outcome is not back yet
         self._path = ""
         # daemon: a process exiting without closing its store must not hang on this thread
         self._thread = threading.Thread(target=self._serve, name=f"{name}_0", daemon=True)
@@ -62,7 +66,7 @@ class DbThread:
                 continue
             # RuntimeError: the loop is closed, nobody waits for this any more
             with contextlib.suppress(RuntimeError):
-                out.get_loop().call_soon_threadsafe(_settle, out, result, error)
+                out.get_loop().call_soon_threadsafe(self._settle, out, result, error)
         self._close()
 
     def _blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -93,8 +97,22 @@ class DbThread:
         if self._closed:
             raise RuntimeError("the database thread is stopped")
         out: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._in_flight += 1
         self._jobs.put((fn, out))
         return out
+
+    @property
+    def idle(self) -> bool:
+        """No job submitted from the loop is queued or running (call on the loop's thread)."""
+        return self._in_flight == 0
+
+    def run_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` right here, on the event loop's thread; only while `idle`."""
+        if self._closed or self._conn is None:
+            raise RuntimeError("the database connection is closed")
+        if self._in_flight:
+            raise RuntimeError("the database thread is busy: submit the job instead")
+        return fn(self._conn)
 
     def submit_detached(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         """Queue `fn(conn)` without waiting for it (background maintenance such as checkpoints);
@@ -105,7 +123,8 @@ class DbThread:
     def _connect(self, _: sqlite3.Connection | None) -> None:
         """The first job, the only one that runs without a connection."""
         # isolation_level=None: autocommit; transactions are explicit BEGIN ... COMMIT.
-        self._conn = sqlite3.connect(self._path, isolation_level=None)
+        # Same-thread check off: see `run_inline`.
+        self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -120,11 +139,11 @@ class DbThread:
         self._jobs.put(None)
         self._thread.join()
 
-
-def _settle(out: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if out.done():  # the awaiting task was cancelled
-        return
-    if error is not None:
-        out.set_exception(error)
-    else:
-        out.set_result(result)
+    def _settle(self, out: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self._in_flight -= 1  # on the loop: the thread is done with the connection for this job
+        if out.done():  # the awaiting task was cancelled
+            return
+        if error is not None:
+            out.set_exception(error)
+        else:
+            out.set_result(result)

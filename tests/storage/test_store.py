@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from processor.state_machine.types import Event, JournalAppend, Transition
 from processor.status import Status
 from processor.storage import BatchWrites, SchemaError, Store, TimerRow
 from processor.storage.schema import SCHEMA_VERSION
+from processor.storage.store import INLINE_WRITE_MAX_VIEWS
 
 from .strategies import make_view
 
@@ -322,3 +324,32 @@ async def test_nullable_columns_are_written_whether_set_or_not(store: Store) -> 
     await store.write_batch(batch(4, ("inv_key", Transition(keyed, changed=True))))
     assert await store.get_view("inv_key") == keyed
     assert await store.list_invocations(deployment="dp_2") == [keyed]
+
+
+async def test_small_batches_commit_on_the_loop_and_big_ones_in_the_writer_thread(
+    store: Store,
+) -> None:
+    seen: list[str] = []
+    store.before_commit = lambda: seen.append(threading.current_thread().name)
+    small = [(f"inv_s{i}", created(f"inv_s{i}")) for i in range(3)]
+    big = [(f"inv_b{i}", created(f"inv_b{i}")) for i in range(INLINE_WRITE_MAX_VIEWS + 1)]
+    await store.write_batch(batch(1, *small))
+    await store.write_batch(batch(2, *big))
+    assert seen[0] == threading.current_thread().name
+    assert seen[1] != threading.current_thread().name
+    assert len(await store.load_views([i for i, _ in small + big])) == len(small) + len(big)
+    assert (await store.partition()).applied_lsn == 2
+
+
+async def test_a_failed_inline_write_fails_the_store_for_later_batches(store: Store) -> None:
+    def crash() -> None:
+        raise OSError(28, "No space left on device")
+
+    store.before_commit = crash
+    with pytest.raises(OSError, match="No space left"):
+        await store.write_batch(batch(1, ("inv_a", created("inv_a"))))
+    store.before_commit = None
+    with pytest.raises(Exception, match="earlier batch write failed"):
+        await store.write_batch(batch(2, ("inv_b", created("inv_b"))))
+    assert (await store.partition()).applied_lsn == 0
+    assert await store.get_view("inv_a") is None
