@@ -28,6 +28,7 @@ from processor.ids import (
 )
 from processor.registry import Registry
 from processor.retry import RetryPolicy, parse_duration_ms
+from processor.state_machine.fast import maker
 from processor.status import Failure, Result
 
 NOT_READY = 470  # Restate's "not ready yet" for GET …/output
@@ -51,6 +52,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 _new_id = RandomIds().next  # a fresh random invocation id and its partition key
+_invoke = maker(Invoke)  # positional, every field in declaration order: see `Ingress._prepare`
 
 
 def route_kind(request: web.Request) -> str:
@@ -133,10 +135,12 @@ class Ingress:
             return response
 
         app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
+        # The hot route first: aiohttp tries the routes in order, one regex match each. The
+        # two-segment route cannot match the three-segment paths below it.
+        app.router.add_post("/{service}/{handler}", self.call)
+        app.router.add_post("/{service}/{handler}/send", self.send)
         app.router.add_get("/invocations/{id}/output", self.output)
         app.router.add_get("/invocations/{id}/attach", self.attach)
-        app.router.add_post("/{service}/{handler}/send", self.send)
-        app.router.add_post("/{service}/{handler}", self.call)
         return app
 
     def _prepare(
@@ -167,7 +171,7 @@ class Ingress:
             lower = k.lower()
             if lower not in FORWARDED_HEADERS_SKIP:
                 headers[lower] = _utf8_header(lower, v)
-        fields = {
+        fields = {  # in Invoke's field order: `call` builds the command positionally
             "invocation_id": invocation_id,
             "service": service,
             "handler": handler,
@@ -187,7 +191,7 @@ class Ingress:
         invocation_id: str = fields["invocation_id"]
         waiter = partition.wait_for_completion(invocation_id)
         try:
-            reply = await partition.propose(lambda rid: Invoke(**fields, request_id=rid))
+            reply = await partition.propose(lambda rid: _invoke(*fields.values(), rid))
             if reply.code >= 400:
                 raise ApiError(reply.code, str(reply.body.get("message", "rejected")))
             done = _result_from_reply(reply.body)
