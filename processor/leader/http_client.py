@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import cast
@@ -61,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self.lost: BaseException | None = None
         self._buffer = bytearray()
         self._waiter: asyncio.Future[None] | None = None
+        self.active = False  # an exchange is using it (False while it sits in the pool)
         # Called once the answer's body is complete (see Response.release_when_done).
         self.on_complete: Callable[[], None] | None = None
         self.reset()
@@ -86,6 +88,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if not self.active:  # bytes on a pooled, idle connection: it cannot be trusted any more
+            self._close()
+            return
         self.bytes_seen += len(data)
         self._buffer += data
         try:
@@ -106,6 +111,9 @@ class _Connection(asyncio.Protocol):
         self.lost = exc
         if self.head_done and self._mode == "close" and self.error is None:
             self.body_done = True  # a close-delimited body ends with the connection
+        if self.on_complete is not None:  # released early: let it stop its grace timer
+            done, self.on_complete = self.on_complete, None
+            done()
         self._wake()
 
     # --- parsing ------------------------------------------------------------------------------
@@ -167,7 +175,11 @@ class _Connection(asyncio.Protocol):
         self.head_done = True
         if self.status < 200:
             return
-        if chunked:
+        if self.status in (204, 304):  # never a body, whatever the headers say
+            self._mode = "length"
+            self._remaining = 0
+            self.body_done = True
+        elif chunked:
             self._mode = "chunked"
         elif length is not None:
             self._mode = "length"
@@ -416,14 +428,20 @@ class HttpClient:
                 "connect timeout",
             ) from None
         except OSError as exc:
-            # The stdlib loop words it "Connect call failed (...)"; the errno says what happened.
-            reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+            if isinstance(exc, socket.gaierror):  # name resolution: its own words
+                reason = exc.strerror or str(exc)
+            elif exc.errno and exc.errno > 0:
+                # The stdlib loop words it "Connect call failed (...)"; the errno says what.
+                reason = os.strerror(exc.errno)
+            else:
+                reason = str(exc) or type(exc).__name__
             raise ConnectFailed(f"cannot connect to {host}:{port}: {reason}", reason) from None
         return conn
 
     async def _exchange(self, key: tuple[str, int], conn: _Connection, request: bytes) -> Response:
         assert conn.transport is not None
         conn.reset()
+        conn.active = True
         conn.transport.write(request)
         while not conn.head_done or conn.status < 200:
             if conn.error is not None:
@@ -437,6 +455,7 @@ class HttpClient:
 
     def _release(self, key: tuple[str, int], conn: _Connection) -> None:
         conn.on_complete = None
+        conn.active = False
         if self._closed or conn.closed or conn.error or not conn.keep_alive or conn._buffer:
             conn._close()
             return

@@ -119,7 +119,8 @@ class Invoker:
                 phase = "reading the stream"
                 await self._read_stream(response, state, emit)
                 if state.finished:
-                    # Keep the connection for the next attempt once the stream's end arrives.
+                    # Ended by the deployment's final frame: keep the connection for the next
+                    # attempt once the stream's end arrives. (A protocol violation closed it.)
                     response.release_when_done()
                     return
                 await emit(
@@ -184,10 +185,12 @@ class Invoker:
                     if state.finished:
                         break
             except ProtocolViolation as exc:
+                response.close()  # the attempt ends here: the deployment must see it end
                 out.append(
                     state.failed(CODE_PROTOCOL, exc.message, related_index=exc.related_index)
                 )
             except (msgpack.UnpackException, ValueError) as exc:
+                response.close()
                 out.append(
                     state.failed(
                         CODE_PROTOCOL,

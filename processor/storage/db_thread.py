@@ -54,6 +54,9 @@ class DbThread:
                 if conn is None and fn != self._connect:
                     raise RuntimeError("the database connection is closed")
                 result = fn(conn)  # type: ignore[arg-type]  # None only for _connect
+            except StopIteration as exc:  # a future cannot carry StopIteration: it would hang
+                error = RuntimeError(f"a database job raised StopIteration: {exc!r}")
+                error.__cause__ = exc
             except BaseException as exc:
                 error = exc
             if out is None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
+from anyio import fail_after as anyio_fail_after
 
 from processor.eventloop import EVENT_LOOPS, EventLoopName, run_asyncio
 from processor.leader.http_client import (
@@ -385,6 +386,65 @@ def test_released_answer_returns_its_connection_once_the_stream_end_arrives(on_l
             assert await second.read_chunk() == b"final"
             second.close()
             assert server.connections == 1
+            await client.close()
+
+    on_loop(main())
+
+
+def test_a_name_that_does_not_resolve_is_reported_in_the_resolvers_words(on_loop: Any) -> None:
+    async def main() -> None:
+        client = HttpClient(connect_timeout_s=5)
+        with pytest.raises(ConnectFailed) as caught:
+            await client.post("http://no-such-host.invalid:9080/", b"", "x/y")
+        assert "Unknown error" not in caught.value.reason and caught.value.reason
+        await client.close()
+
+    on_loop(main())
+
+
+def test_a_204_answer_has_no_body_even_without_a_length(on_loop: Any) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+
+    async def main() -> None:
+        async with Server(serve).running() as server:
+            client = HttpClient(inactivity_timeout_s=5)
+            for _ in range(2):
+                response = await client.post(server.url, b"", "x/y")
+                assert response.status == 204
+                with anyio_fail_after(1):
+                    assert await read_all(response) == b""
+            assert server.connections == 1  # and the connection was kept
+            await client.close()
+
+    on_loop(main())
+
+
+def test_bytes_arriving_on_an_idle_pooled_connection_retire_it(on_loop: Any) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK_HEAD + b"Content-Length: 1\r\n\r\na")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nbogus")  # unasked for
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        async with Server(serve).running() as server:
+            client = HttpClient()
+            assert await read_all(await client.post(server.url, b"", "x/y")) == b"a"
+            key = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+            (pooled,) = client._idle[key]
+            assert not pooled.closed
+            for _ in range(300):  # the unasked-for answer arrives ~50 ms later
+                if pooled.closed:
+                    break
+                await asyncio.sleep(0.01)
+            assert pooled.closed
             await client.close()
 
     on_loop(main())

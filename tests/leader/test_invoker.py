@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import msgpack
+import pytest
 from aiohttp import web
 
 from processor.commands import (
@@ -321,3 +322,27 @@ async def test_cancelling_the_attempt_closes_the_connection() -> None:
         with anyio.fail_after(5):
             await closed.wait()
     assert not any(isinstance(c, AttemptFailed) for c in emitted.commands)
+
+
+@pytest.mark.parametrize("bad", [entry(5), b"\xc1"], ids=["index-gap", "undecodable-byte"])
+async def test_a_protocol_violation_closes_the_connection_so_the_deployment_stops(
+    bad: bytes,
+) -> None:
+    closed = asyncio.Event()
+
+    async def body(_: web.Request, response: web.StreamResponse) -> None:
+        await response.write(entry(1) + bad)
+        try:
+            for i in range(6, 400):  # the handler would go on with its side effects
+                await response.write(entry(i))
+                await asyncio.sleep(0.01)
+        except (ConnectionResetError, asyncio.CancelledError):
+            closed.set()
+            raise
+
+    emitted = Emitted()
+    async with serve_app(streaming_app(body)) as uri, Invoker() as invoker:
+        await invoker.run_attempt(request(uri), emitted)
+        assert emitted.only_failure().failure.code == 571  # a protocol failure
+        with anyio.fail_after(2):
+            await closed.wait()
