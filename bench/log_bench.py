@@ -8,8 +8,9 @@ Appends 128-byte records from 1, 64 and 1024 concurrent appender tasks with fsyn
 machine swings several-fold within a minute, so a baseline from the start of the run would skew
 later ratios). Then reads the log back sequentially after reopening it. Next to each rate, the
 process CPU time per record (`cpu_us_per_record`, all threads): less sensitive to other load on
-the machine than the wall-clock rate. Progress goes to stderr; the table (or JSON lines with
---json) to stdout.
+the machine than the wall-clock rate. The log is configured as the daemon configures it
+(`inline_fsync_under_us`, see log/file_log.py) and runs on the daemon's event loop (uvloop).
+Progress goes to stderr; the table (or JSON lines with --json) to stdout.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from _common import Result, emit
 
 from log import FileLog
+from processor.eventloop import run_asyncio
+from processor.partition import INLINE_FSYNC_UNDER_US
 
 SUITE = "log"
 RECORD_BYTES = 128
@@ -62,7 +65,7 @@ async def append_run(
     directory: Path, fsync: str, appenders: int, seconds: float
 ) -> tuple[float, float]:
     """(records/s, CPU seconds per record)."""
-    log = FileLog(directory, fsync=fsync)
+    log = FileLog(directory, fsync=fsync, inline_fsync_under_us=INLINE_FSYNC_UNDER_US)
     payload = os.urandom(RECORD_BYTES)
     counts = [0] * appenders
     stop = False
@@ -117,7 +120,12 @@ async def run(quick: bool, root: Path) -> list[Result]:
             directory = root / f"append-{fsync}-{appenders}"
             rate, cpu = await append_run(directory, fsync, appenders, seconds)
             shutil.rmtree(directory)
-            params = {"fsync": fsync, "appenders": appenders, "record_bytes": RECORD_BYTES}
+            params = {
+                "fsync": fsync,
+                "appenders": appenders,
+                "record_bytes": RECORD_BYTES,
+                "inline_fsync_under_us": INLINE_FSYNC_UNDER_US,
+            }
             results.append(Result(SUITE, "append_records_per_s", rate, "1/s", params, baseline))
             mb = rate * RECORD_BYTES / 1e6
             results.append(Result(SUITE, "append_mb_per_s", mb, "MB/s", dict(params)))
@@ -139,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="log-bench-", dir=args.dir))
     try:
-        results = asyncio.run(run(args.quick, root))
+        results = run_asyncio(run(args.quick, root))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     emit(results, args.json)
