@@ -13,6 +13,7 @@ decision uses the wall clock; the purge itself is a logged command, SPEC §3.6).
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import signal
 import time
@@ -311,5 +312,22 @@ def _exit_now(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
+# The cyclic GC's young generation is collected every GC_YOUNG_THRESHOLD container allocations
+# (CPython's default is 700). The daemon allocates a few hundred short-lived objects per
+# invocation that reference counting already frees; at 700 the collector ran every few
+# invocations, scanning the same live request state each time. Measured on the e2e bench (0-step,
+# c=128, same-session A/B): daemon CPU per invocation -4..5%, throughput +5..9%.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Freeze what startup allocated (imports, config, registries: never garbage, so never scanned
+    again) and collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
+
+
 async def serve(config: Config) -> None:
+    tune_gc()
     await Daemon(config).run()
