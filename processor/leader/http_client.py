@@ -373,26 +373,19 @@ class HttpClient:
         self.inactivity_timeout_s = inactivity_timeout_s
         self.max_idle_per_host = max_idle_per_host
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._targets: dict[tuple[str, str], tuple[tuple[str, int], bytes]] = {}
         self._closed = False
 
     async def post(self, url: str, body: bytes, content_type: str) -> Response:
         """Send `POST url` with `body`; return once the answer's status and headers are in."""
         if self._closed:
             raise HttpError("the HTTP client is closed")
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise HttpError(f"only http://host:port URLs are supported, not {url!r}")
-        host, port = parts.hostname, parts.port or 80
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nAccept: */*\r\n\r\n"
-        ).encode("latin-1")
-        request = head + body
-        key = (host, port)
+        target = self._targets.get((url, content_type))
+        if target is None:
+            target = self._target(url, content_type)
+        key, head = target
+        request = b"%s%d\r\n\r\n%s" % (head, len(body), body)
+        host, port = key
         while True:
             conn, reused = self._idle_connection(key)
             if conn is None:
@@ -408,6 +401,26 @@ class HttpClient:
             except BaseException:
                 conn._close()
                 raise
+
+    def _target(self, url: str, content_type: str) -> tuple[tuple[str, int], bytes]:
+        """(host, port) and the request head up to the content length's value, for `url`
+        (parsed once per URL: the invoker calls the same few URLs over and over)."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise HttpError(f"only http://host:port URLs are supported, not {url!r}")
+        host, port = parts.hostname, parts.port or 80
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: {content_type}\r\n"
+            "Accept: */*\r\nContent-Length: "
+        ).encode("latin-1")
+        if len(self._targets) >= 1024:  # bounded: URLs name deployments and handlers
+            self._targets.clear()
+        target = self._targets[(url, content_type)] = ((host, port), head)
+        return target
 
     def _idle_connection(self, key: tuple[str, int]) -> tuple[_Connection | None, bool]:
         idle = self._idle.get(key)
