@@ -11,10 +11,12 @@ client does what PROTOCOL.md §2 needs and nothing else, on an asyncio `Protocol
   a pooled connection that the server had already closed is retried once on a fresh one, but only
   when not a byte of the answer arrived (the same rule browsers and aiohttp follow);
 - answers with `content-length`, `transfer-encoding: chunked`, or delimited by the connection's
-  close; `connection: close` answers are not pooled;
+  close (204 and 304 never have a body); `connection: close` and HTTP/1.0 answers are not pooled,
+  and a pooled connection that receives bytes while idle is retired;
 - a connect timeout and an inactivity timeout (no byte for N seconds, re-armed on every read);
-- `Response.close()` closes the connection: that is how an attempt is aborted (the SDK sees the
-  connection close).
+- `Response.close()` closes the connection: that is how an attempt is aborted or ended early (the
+  SDK sees the connection close); `Response.release_when_done()` is for an answer whose final
+  frame was read: the connection returns to the pool once the stream's end marker arrives.
 
 Errors are `HttpError` subclasses naming what went wrong: `ConnectFailed` (with the OS reason),
 `ConnectionCut` (closed before the answer's end), `BadResponse` (not HTTP/1.x).
