@@ -21,6 +21,7 @@ JournalRows = dict[str, list[tuple[int, dict[str, Any], int]]]
 
 class BatchWrites:
     __slots__ = (
+        "absent",
         "applied_lsn",
         "cleared_timers",
         "events",
@@ -42,6 +43,9 @@ class BatchWrites:
         # invocation -> (kind, key) -> fire_at, or None to delete
         self.timers: dict[str, dict[tuple[str, int], int | None]] = {}
         self.cleared_timers: set[str] = set()
+        # Ids the caller found to have no stored row when the batch began (a hint for the
+        # writer, which then need not look them up; it changes nothing that is written).
+        self.absent: set[str] = set()
 
     def add(self, invocation_id: str, t: Transition) -> None:
         """Fold one transition of `invocation_id` (in log order) into the batch."""

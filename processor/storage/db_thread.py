@@ -127,7 +127,10 @@ class DbThread:
         """The first job, the only one that runs without a connection."""
         # isolation_level=None: autocommit; transactions are explicit BEGIN ... COMMIT.
         # Same-thread check off: see `run_inline`.
-        self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # Room for every multi-row statement variant a batch write uses (see `write_plan`).
+        self._conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, cached_statements=512
+        )
 
     def _close(self) -> None:
         if self._conn is not None:

@@ -32,7 +32,8 @@ from processor.storage.db_thread import DbThread
 from processor.storage.digest import digest_conn
 from processor.storage.schema import configure, migrate
 from processor.storage.view_codec import decode_view, encode_view
-from processor.storage.writer import KeyCache, write_batch_sync
+from processor.storage.write_plan import KeyCache, plan_batch
+from processor.storage.writer import execute_plan, lookup_keys, max_key
 
 JournalRow = tuple[int, dict[str, Any], int]  # (index, entry, appended_at)
 _LOAD_CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
@@ -132,7 +133,7 @@ class Store:
         self._point: sqlite3.Connection | None = None  # see `load_views_now`
         self._rows_since_checkpoint = 0
         self._write_failure: BaseException | None = None
-        self._keys = KeyCache()  # the writer thread's: see `storage.writer`
+        self._keys = KeyCache()  # the planner's (the loop thread's): see `storage.write_plan`
         # Called inside the batch transaction right before COMMIT (tests use it to crash there).
         self.before_commit: Callable[[], None] | None = None
 
@@ -176,6 +177,16 @@ class Store:
     async def partition(self) -> PartitionRow:
         return await self._reader.run(_read_partition)
 
+    def _point_conn(self) -> sqlite3.Connection:
+        """The loop thread's own read connection (see `load_views_now`)."""
+        conn = self._point
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            configure(conn, cache_mib=4)
+            conn.execute("PRAGMA query_only=1")
+            self._point = conn
+        return conn
+
     def load_views_now(self, ids: Sequence[str]) -> dict[str, InvocationView]:
         """`load_views` on the calling thread, for a few ids (the runner's small batches).
 
@@ -185,12 +196,7 @@ class Store:
         them here, on a connection of their own. It sees every committed batch (each SELECT is its
         own read transaction in WAL mode). Large loads still go through `load_views`, off the
         event loop."""
-        conn = self._point
-        if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            configure(conn, cache_mib=4)
-            conn.execute("PRAGMA query_only=1")
-            self._point = conn
+        conn = self._point_conn()
         out: dict[str, InvocationView] = {}
         for inv in ids:
             row = conn.execute("SELECT view FROM invocations WHERE id=?", (inv,)).fetchone()
@@ -203,12 +209,26 @@ class Store:
         return await self._reader.run(lambda conn: _load_views(conn, ids))
 
     def start_write(self, writes: BatchWrites) -> asyncio.Future[float]:
-        """Queue the batch's transaction on the writer thread now; the future resolves after
-        COMMIT with the transaction's duration in seconds (BEGIN to COMMIT, queueing excluded).
+        """Plan the batch's transaction here and queue it on the writer thread; the future
+        resolves after COMMIT with the transaction's duration in seconds (BEGIN to COMMIT,
+        queueing excluded).
 
-        Batches are written in the order they are started."""
+        Batches are written in the order they are started, and must be started from one thread
+        (the planning keeps the writer's `KeyCache`: see `storage.write_plan`)."""
+        if self._write_failure is not None:
+            refused: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            refused.set_exception(
+                StoreWriteFailed(
+                    f"an earlier batch write failed ({self._write_failure!r}); reopen the store"
+                )
+            )
+            return refused
+        point = self._point_conn()
+        plan = plan_batch(
+            writes, self._keys, lambda ids: lookup_keys(point, ids), lambda: max_key(point)
+        )
         hook = self.before_commit
-        rows = len(writes.views)
+        rows = plan.rows
 
         def write(conn: sqlite3.Connection) -> float:
             # Batches are queued ahead; once one fails, the ones behind it must not commit (the
@@ -219,7 +239,7 @@ class Store:
                 )
             began = time.perf_counter()
             try:
-                write_batch_sync(conn, writes, hook, self._keys)
+                execute_plan(conn, plan, hook)
             except BaseException as exc:
                 self._write_failure = exc
                 raise
@@ -233,7 +253,7 @@ class Store:
         writer = self._writer
         if rows <= INLINE_WRITE_MAX_VIEWS and writer.idle:
             # A small batch commits right here on the loop (a few hundred µs): cheaper than the
-            # hop to the writer thread and back, and no GIL ping-pong with it row by row.
+            # hop to the writer thread and back.
             done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             try:
                 done.set_result(writer.run_inline(write))

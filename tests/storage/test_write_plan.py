@@ -1,0 +1,202 @@
+"""The batch write plan: multi-row statements (chunked, padded), the key cache, and batches
+planned while an earlier one has not committed yet."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from processor.retry import RetryPolicy
+from processor.state_machine.types import JournalAppend, Transition
+from processor.status import InvocationView, Status
+from processor.storage.batch import BatchWrites
+from processor.storage.schema import configure, migrate
+from processor.storage.write_plan import KeyCache, WritePlan, plan_batch
+from processor.storage.writer import execute_plan, lookup_keys, max_key
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    c = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    configure(c)
+    migrate(c)
+    yield c
+    c.close()
+
+
+def view(inv: str, status: Status = Status.RUNNING, at: int = 1) -> InvocationView:
+    return InvocationView(
+        id=inv,
+        service="Greeter",
+        handler="greet",
+        status=status,
+        created_at=at,
+        modified_at=at,
+        retry_policy=RetryPolicy(),
+    )
+
+
+def inv_id(n: int) -> str:
+    return f"inv_{n:032d}a"
+
+
+class Planner:
+    """Plans with one long-lived KeyCache against `conn`, like the store does."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.keys = KeyCache()
+        self.lookups: list[list[str]] = []
+
+    def plan(self, w: BatchWrites) -> WritePlan:
+        def lookup(ids: list[str]) -> dict[str, tuple[int, str]]:
+            self.lookups.append(sorted(ids))
+            return lookup_keys(self.conn, ids)
+
+        return plan_batch(w, self.keys, lookup, lambda: max_key(self.conn))
+
+    def write(self, w: BatchWrites) -> None:
+        execute_plan(self.conn, self.plan(w))
+
+
+def created(w: BatchWrites, inv: str, journal: int = 0) -> None:
+    entries = [JournalAppend(i, {"kind": "run", "i": i}, 5) for i in range(journal)]
+    w.add(inv, Transition(view(inv), changed=True, journal=entries))
+
+
+def count(conn: sqlite3.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def test_rows_beyond_one_statement_are_split_into_chunks_and_all_written(
+    conn: sqlite3.Connection,
+) -> None:
+    planner = Planner(conn)
+    w = BatchWrites(applied_lsn=1)
+    created(w, inv_id(1), journal=2500)
+    plan = planner.plan(w)
+    journal_statements = [sql for sql, _ in plan.statements if "INTO journal" in sql]
+    assert len(journal_statements) == 3  # 1024 + 1024 + 452 (padded to 512)
+    execute_plan(conn, plan)
+    assert count(conn, "journal") == 2500
+    idx = [r[0] for r in conn.execute("SELECT idx FROM journal ORDER BY idx")]
+    assert idx == list(range(2500))
+
+
+def test_padding_rows_of_the_last_statement_write_nothing(conn: sqlite3.Connection) -> None:
+    planner = Planner(conn)
+    w = BatchWrites(applied_lsn=1)
+    for n in range(3):  # 3 invocations, 3 journal rows: both padded to 4
+        created(w, inv_id(n), journal=1)
+    plan = planner.plan(w)
+    for sql, params in plan.statements:
+        if "INTO invocations" in sql:
+            assert len(params) == 4 * 11 and params[-11:] == [0] * 11
+    execute_plan(conn, plan)
+    assert count(conn, "invocations") == 3
+    assert count(conn, "journal") == 3
+    assert conn.execute("SELECT MIN(key) FROM invocations").fetchone()[0] == 1
+
+
+def test_each_table_takes_a_bounded_set_of_distinct_statements(conn: sqlite3.Connection) -> None:
+    planner = Planner(conn)
+    texts: set[str] = set()
+    for lsn, size in enumerate((1, 2, 3, 5, 9, 17, 33, 100, 300, 700, 1000), start=1):
+        w = BatchWrites(applied_lsn=lsn)
+        for n in range(size):
+            created(w, inv_id(lsn * 10_000 + n))
+        plan = planner.plan(w)
+        texts.update(sql for sql, _ in plan.statements if "INTO invocations" in sql)
+        execute_plan(conn, plan)
+    # powers of two from 1 to 1024 at most, whatever the row counts
+    assert len(texts) <= 11
+    assert count(conn, "invocations") == sum((1, 2, 3, 5, 9, 17, 33, 100, 300, 700, 1000))
+
+
+def test_ids_known_absent_are_not_looked_up(conn: sqlite3.Connection) -> None:
+    planner = Planner(conn)
+    w = BatchWrites(applied_lsn=1)
+    created(w, inv_id(1))
+    created(w, inv_id(2))
+    w.absent.add(inv_id(1))
+    planner.write(w)
+    assert planner.lookups == [[inv_id(2)]]
+
+
+def test_an_update_after_a_restart_finds_the_key_in_the_file(conn: sqlite3.Connection) -> None:
+    first = Planner(conn)
+    w = BatchWrites(applied_lsn=1)
+    created(w, inv_id(1))
+    first.write(w)
+    again = Planner(conn)  # a fresh cache, as after a restart
+    w = BatchWrites(applied_lsn=2)
+    w.add(inv_id(1), Transition(view(inv_id(1), Status.SUSPENDED, at=9), changed=True))
+    again.write(w)
+    row = conn.execute("SELECT key, status, modified_at FROM invocations").fetchall()
+    assert row == [(1, "suspended", 9)]
+
+
+def test_a_purge_still_in_flight_is_not_undone_by_the_next_plan(conn: sqlite3.Connection) -> None:
+    """Batch 2 is planned before batch 1 (which purges X) commits: a lookup would still find X's
+    old row, so the planner must remember the purge and insert the re-invoked X under a new key."""
+    planner = Planner(conn)
+    w0 = BatchWrites(applied_lsn=1)
+    created(w0, inv_id(7), journal=2)
+    planner.write(w0)
+    w1 = BatchWrites(applied_lsn=2)
+    w1.add(inv_id(7), Transition(None, deleted=True))
+    plan1 = planner.plan(w1)  # not executed yet: "in flight"
+    w2 = BatchWrites(applied_lsn=3)
+    created(w2, inv_id(7), journal=1)
+    plan2 = planner.plan(w2)
+    execute_plan(conn, plan1)
+    execute_plan(conn, plan2)
+    assert conn.execute("SELECT key, id FROM invocations").fetchall() == [(2, inv_id(7))]
+    assert conn.execute("SELECT inv_key, idx FROM journal").fetchall() == [(2, 0)]
+
+
+def test_the_key_cache_keeps_the_ids_of_batches_not_yet_committed(
+    conn: sqlite3.Connection,
+) -> None:
+    planner = Planner(conn)
+    planner.keys.capacity = 8
+    plans = []
+    for lsn in range(1, 6):  # five plans of 6 new invocations each, none executed yet
+        w = BatchWrites(applied_lsn=lsn)
+        for n in range(6):
+            created(w, inv_id(lsn * 100 + n))
+        plans.append(planner.plan(w))
+        # the ids of this plan and the previous one stay known: never looked up again
+        assert all(inv_id(lsn * 100 + n) in planner.keys.entries for n in range(6))
+        if lsn > 1:
+            assert all(inv_id((lsn - 1) * 100 + n) in planner.keys.entries for n in range(6))
+    for plan in plans:
+        execute_plan(conn, plan)
+    keys = [r[0] for r in conn.execute("SELECT key FROM invocations ORDER BY key")]
+    assert keys == list(range(1, 31))
+    # the first plan's ids were evicted: writing them again reads their keys from the file
+    assert inv_id(100) not in planner.keys.entries
+    w = BatchWrites(applied_lsn=6)
+    w.add(inv_id(100), Transition(view(inv_id(100), Status.SUSPENDED, at=9), changed=True))
+    planner.write(w)
+    assert count(conn, "invocations") == 30
+    row = conn.execute("SELECT key, status FROM invocations WHERE id=?", (inv_id(100),))
+    assert row.fetchall() == [(1, "suspended")]
+
+
+def test_a_failed_plan_execution_rolls_the_whole_batch_back(conn: sqlite3.Connection) -> None:
+    planner = Planner(conn)
+    w = BatchWrites(applied_lsn=4)
+    created(w, inv_id(1), journal=3)
+
+    def crash() -> None:
+        raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError, match="crash before commit"):
+        execute_plan(conn, planner.plan(w), crash)
+    assert count(conn, "invocations") == 0
+    assert count(conn, "journal") == 0
+    assert conn.execute("SELECT applied_lsn FROM partition").fetchone()[0] == 0
