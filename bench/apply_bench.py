@@ -41,7 +41,7 @@ from log import open_log
 from processor.codec import decode
 from processor.commands import AnnounceLeader
 from processor.replay import replay
-from processor.runner import Runner
+from processor.runner import Runner, tune_switch_interval
 from processor.state_machine import apply
 from processor.state_machine.types import ApplyContext
 from processor.storage import BatchWrites, Store
@@ -188,6 +188,7 @@ async def replay_speed(log_dir: Path) -> tuple[int, float]:
 
 
 def rss_child(log_dir: str) -> None:
+    tune_switch_interval()
     with tempfile.TemporaryDirectory() as tmp:
         records, seconds, _, _ = asyncio.run(apply_runner(Path(log_dir), Path(tmp) / "state.db"))
     print(json.dumps({"records": records, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
@@ -308,6 +309,7 @@ def main() -> None:
         rss_child(args.rss_child)
         return
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    tune_switch_interval()  # as the daemon and `processor replay` do
     sys.exit(asyncio.run(main_async(args.quick, args.json)))
 
 

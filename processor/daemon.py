@@ -42,6 +42,7 @@ from processor.config import Config
 from processor.metrics import Metrics
 from processor.partition import Partition
 from processor.registry import Registry
+from processor.runner import tune_switch_interval
 from processor.state_machine.types import Transition
 
 log = structlog.get_logger("processor.daemon")
@@ -330,4 +331,5 @@ def tune_gc() -> None:
 
 async def serve(config: Config) -> None:
     tune_gc()
+    tune_switch_interval()
     await Daemon(config).run()

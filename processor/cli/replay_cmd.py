@@ -116,13 +116,14 @@ def replay(
     touched) and print records applied, last LSN, digest and speed. Exits 1 on a divergence."""
     from processor.codec import CodecError
     from processor.replay import ReplayError
-    from processor.runner import RunnerError
+    from processor.runner import RunnerError, tune_switch_interval
 
     log_path, state_path = _paths(log_dir, state, data_dir, partition)
     if verify and state_path is None:
         raise click.UsageError("--verify needs --state (or --data-dir/--partition)")
     if not log_path.is_dir():
         raise click.ClickException(f"log directory {log_path} does not exist")
+    tune_switch_interval()
     try:
         result = anyio.run(_run, log_path, state_path, until_lsn, out, verify, trace)
     except (ReplayError, RunnerError, CodecError) as exc:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+import processor.storage.store as store_module
 from log import MemoryLog, open_log
 from processor.actions import Action
 from processor.replay import replay
@@ -24,6 +27,23 @@ async def test_batch_sizes_1_7_and_1000_give_the_same_digest(
         assert runner.applied_lsn == memlog.tail()
         digests.add(await store.digest())
     assert len(digests) == 1
+
+
+async def test_pipelined_batches_through_the_writer_thread_give_the_same_digest(
+    memlog: MemoryLog, open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small batches usually commit inline on the loop (nothing overlaps then); sent to the
+    writer thread, each batch is planned and applied while the one before it is still being
+    written, so later batches see earlier ones only through the runner's overlay."""
+    reference = await open_store("reference.db")
+    await Runner(memlog, reference, batch_size=1000).catch_up()
+    monkeypatch.setattr(store_module, "INLINE_WRITE_MAX_VIEWS", 0)
+    for size in (1, 7, 64):
+        store = await open_store(f"pipelined-{size}.db")
+        runner = Runner(memlog, store, batch_size=size)
+        await runner.catch_up()
+        assert runner.applied_lsn == memlog.tail()
+        assert await store.digest() == await reference.digest()
 
 
 async def test_replaying_a_live_partitions_log_gives_the_live_digest(

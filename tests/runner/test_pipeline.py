@@ -1,0 +1,126 @@
+"""The pipelined catch-up: batch N+1 is applied and planned while batch N is being written, sees
+batch N's views, and never commits when batch N failed."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+import pytest
+
+import processor.storage.store as store_module
+from log import MemoryLog
+from processor.codec import encode
+from processor.commands import AttemptCompleted, AttemptEntry, Invoke, Purge
+from processor.retry import RetryPolicy
+from processor.runner import Runner, RunnerError
+from processor.storage import Store
+
+from .conftest import StoreFactory, stepping_clock
+
+X = "inv_" + "0" * 32 + "7"
+Y = "inv_" + "0" * 32 + "8"
+
+
+def purge_then_reinvoke() -> list[bytes]:
+    """Batch 1 (4 records) creates, completes and purges X; batch 2 invokes X again."""
+    policy = RetryPolicy()
+    return [
+        encode(Invoke(X, "Greeter", "greet", b'"first"', policy)),
+        encode(AttemptCompleted(X, 1, b'"done"')),
+        encode(Purge(X)),
+        encode(Invoke(Y, "Greeter", "greet", b'"filler"', policy)),
+        encode(Invoke(X, "Greeter", "greet", b'"second"', policy)),
+        encode(AttemptEntry(X, 1, 0, {"kind": "run", "name": "step"})),
+    ]
+
+
+def hold_first_commit_until_second_batch_is_planned(store: Store) -> list[str]:
+    """Block batch 1's COMMIT (in the writer thread) until the runner has started batch 2's
+    write; if the runner does not overlap them, the hook gives up and fails the batch."""
+    started = [0]
+    second_planned = threading.Event()
+    outcome: list[str] = []
+    real_start = store.start_write
+
+    def start_write(writes: Any) -> Any:
+        future = real_start(writes)
+        started[0] += 1
+        if started[0] == 2:
+            second_planned.set()
+        return future
+
+    def before_commit() -> None:
+        if not outcome:
+            outcome.append("overlapped" if second_planned.wait(10) else "not overlapped")
+            if outcome[0] != "overlapped":
+                raise AssertionError("batch 2 was not planned while batch 1 was being written")
+
+    store.start_write = start_write  # type: ignore[method-assign]
+    store.before_commit = before_commit
+    return outcome
+
+
+@pytest.fixture
+def through_writer_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every batch goes to the writer thread, even a tiny one (else it commits inline on the loop)
+    monkeypatch.setattr(store_module, "INLINE_WRITE_MAX_VIEWS", 0)
+
+
+async def test_next_batch_is_applied_while_the_previous_one_commits_and_sees_its_purge(
+    open_store: StoreFactory, through_writer_thread: None
+) -> None:
+    log = MemoryLog(clock=stepping_clock())
+    await log.append_batch(purge_then_reinvoke())
+    reference = await open_store("reference.db")
+    await Runner(log, reference, batch_size=1000).catch_up()
+
+    store = await open_store("pipelined.db")
+    outcome = hold_first_commit_until_second_batch_is_planned(store)
+    runner = Runner(log, store, batch_size=4)
+    await runner.catch_up()
+    assert outcome == ["overlapped"]
+    assert runner.applied_lsn == 6
+    assert await store.digest() == await reference.digest()
+    view = await store.get_view(X)
+    assert view is not None and view.journal_length == 1
+    assert [idx for idx, _, _ in await store.get_journal(X)] == [0]
+    await log.close()
+
+
+async def test_a_failed_batch_write_keeps_the_batch_queued_behind_it_from_committing(
+    open_store: StoreFactory, through_writer_thread: None
+) -> None:
+    log = MemoryLog(clock=stepping_clock())
+    await log.append_batch(purge_then_reinvoke())
+    store = await open_store()
+    started = threading.Event()
+    real_start = store.start_write
+
+    def start_write(writes: Any) -> Any:
+        future = real_start(writes)
+        if writes.applied_lsn > 4:
+            started.set()  # batch 2 is queued behind batch 1
+        return future
+
+    def crash_first_batch() -> None:
+        started.wait(10)
+        raise OSError("disk full")
+
+    store.start_write = start_write  # type: ignore[method-assign]
+    store.before_commit = crash_first_batch
+    runner = Runner(log, store, batch_size=4)
+    with pytest.raises(OSError, match="disk full"):
+        await runner.catch_up()
+    assert started.is_set()
+    assert runner.applied_lsn == 0
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("SELECT applied_lsn FROM partition").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM invocations").fetchone()[0] == 0
+    finally:
+        conn.close()
+    with pytest.raises(RunnerError, match="runner stopped"):
+        await runner.wait_applied(1)
+    await log.close()
