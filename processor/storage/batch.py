@@ -79,9 +79,9 @@ class BatchWrites:
             if t.clear_timers:
                 self.cleared_timers.add(invocation_id)
             for k in t.timers_deleted:
-                timers[(k.kind.value, k.key)] = None
+                timers[(k.kind._value_, k.key)] = None
             for k, fire_at in t.timers_set:
-                timers[(k.kind.value, k.key)] = fire_at
+                timers[(k.kind._value_, k.key)] = fire_at
 
     def __len__(self) -> int:
         return len(self.views)

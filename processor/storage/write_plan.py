@@ -29,6 +29,7 @@ depend on it.
 from __future__ import annotations
 
 import functools
+from itertools import chain
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,6 +50,7 @@ KeyLookup = Callable[[list[str]], dict[str, Entry]]
 MaxKey = Callable[[], int]  # the largest key in the file (0 when empty)
 
 _CHUNK = 1024  # rows per statement at most
+_chain = chain.from_iterable
 _ZEROS = (0,) * (_CHUNK * 11)  # padding: up to a chunk of the widest row
 
 
@@ -106,7 +108,7 @@ def _add_rows(plan: WritePlan, template: str, marks: str, rows: list[tuple[Any, 
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         size = 1 << (len(chunk) - 1).bit_length()
-        params = [x for row in chunk for x in row]
+        params = list(_chain(chunk))
         params.extend(_ZEROS[: (size - len(chunk)) * width])
         out.append((_multi_row_sql(template, marks, size), params))
 
@@ -204,7 +206,7 @@ def plan_batch(w: BatchWrites, keys: KeyCache, lookup: KeyLookup, max_key: MaxKe
     for inv, v in w.views.items():
         if v is None:
             continue
-        status = v.status.value
+        status = v.status._value_  # the plain str (`.value` is a slow property)
         blob = bytearray(encode_view(v))
         entry = entries[inv]
         if not entry[0]:

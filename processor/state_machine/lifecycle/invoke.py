@@ -22,6 +22,7 @@ from processor.state_machine.lifecycle.common import (
     emit,
     new_journal_append,
     new_start_attempt,
+    new_view,
     reply,
     result_body,
 )
@@ -46,9 +47,9 @@ def invoke_new(view: None, cmd: Invoke, ctx: ApplyContext) -> Transition:
     else:
         status, attempt, running_at = Status.RUNNING, 1, ts
         tr.actions.append(new_start_attempt(cmd.invocation_id, 1, cmd.service, cmd.handler, None))
-    event_data["status"] = status.value
+    event_data["status"] = status._value_
     event_count = emit(tr, 0, "created", ts, event_data)
-    tr.view = InvocationView(
+    tr.view = new_view(
         id=cmd.invocation_id,
         service=cmd.service,
         handler=cmd.handler,
