@@ -29,8 +29,8 @@ depend on it.
 from __future__ import annotations
 
 import functools
-from itertools import chain
 from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any
 
 import msgpack
