@@ -29,7 +29,7 @@ depend on it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any
 
@@ -44,11 +44,13 @@ Entry = tuple[int, str]  # (key, stored status)
 # Known to have no row (key 0 is never used): a purge written by a batch still in flight must not
 # be undone by a lookup that reads the file before that batch commits.
 ABSENT: Entry = (0, "")
-Statement = tuple[str, list[Any]]  # (SQL, flat parameters)
+# (SQL, parameters, many): flat parameters of one statement, or rows for `executemany`
+Statement = tuple[str, Sequence[Any], bool]
 # Looks up the stored (key, status) of the given ids; absent ids are simply missing.
 KeyLookup = Callable[[list[str]], dict[str, Entry]]
 MaxKey = Callable[[], int]  # the largest key in the file (0 when empty)
 
+_FEW = 4  # rows written with the single-row statement (see `_add_rows`)
 _CHUNK = 1024  # rows per statement at most
 _chain = chain.from_iterable
 _ZEROS = (0,) * (_CHUNK * 11)  # padding: up to a chunk of the widest row
@@ -90,37 +92,62 @@ class WritePlan:
         self.rows = 0
 
 
-@functools.cache
-def _multi_row_sql(template: str, marks: str, n: int) -> str:
-    return template.format(rows=",".join([marks] * n))
+class _Rows:
+    """How rows of one kind are written: `multi` (with `{rows}` = `(marks),(marks),...`) for many
+    rows at once, `single` (one row, the same parameters in the same order) for a few."""
+
+    __slots__ = ("marks", "multi", "single", "width")
+
+    def __init__(self, multi: str, marks: str, single: str) -> None:
+        self.multi, self.marks, self.single = multi, marks, single
+        self.width = marks.count("?")
+
+    @functools.cache  # noqa: B019 - a handful of module-level instances, kept for good anyway
+    def sql(self, n: int) -> str:
+        return self.multi.format(rows=",".join([self.marks] * n))
 
 
-def _add_rows(plan: WritePlan, template: str, marks: str, rows: list[tuple[Any, ...]]) -> None:
-    """Append the statements `template` (with `{rows}` = `(marks),(marks),...`) covering `rows`.
+def _add_rows(plan: WritePlan, kind: _Rows, rows: list[tuple[Any, ...]]) -> None:
+    """Append the statements that write `rows`.
 
-    At most `_CHUNK` rows per statement; the last statement is padded with all-zero rows up to a
-    power of two, so a table takes one statement per batch and few distinct statements exist.
-    Every template ignores a zero row (key 0 is never used; see `ABSENT`)."""
+    Up to `_FEW` rows go through one `executemany` of the single-row statement: for the small
+    batches of a live partition (written inline on the loop, where no GIL hand-off happens) that is
+    cheaper than a multi-row statement, whose VALUES list SQLite materializes first. More rows take
+    multi-row statements of at most `_CHUNK` rows; the last one is padded with all-zero rows up to
+    a power of two, so there are few distinct statements. Every multi-row statement ignores a zero
+    row (key 0 is never used; see `ABSENT`)."""
     if not rows:
         return
     out = plan.statements
-    width = marks.count("?")
+    if len(rows) <= _FEW:
+        out.append((kind.single, rows, True))
+        return
+    width = kind.width
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         size = 1 << (len(chunk) - 1).bit_length()
         params = list(_chain(chunk))
         params.extend(_ZEROS[: (size - len(chunk)) * width])
-        out.append((_multi_row_sql(template, marks, size), params))
+        out.append((kind.sql(size), params, False))
 
 
-# Every template skips all-zero rows: an insert filters them out, an update or a delete finds no
-# row with key 0.
-def _insert(table_and_columns: str, verb: str = "INSERT") -> str:
-    return f"{verb} INTO {table_and_columns} SELECT * FROM (VALUES {{rows}}) WHERE column1 != 0"
+# Every multi-row form skips all-zero rows: an insert filters them out, an update or a delete
+# finds no row with key 0.
+def _insert(table: str, columns: str, verb: str = "INSERT") -> _Rows:
+    marks = "(" + ",".join("?" * len(columns.split(","))) + ")"
+    return _Rows(
+        f"{verb} INTO {table} ({columns}) SELECT * FROM (VALUES {{rows}}) WHERE column1 != 0",
+        marks,
+        f"{verb} INTO {table} ({columns}) VALUES {marks}",
+    )
 
 
 _DELETE_BY_KEY = {
-    table: f"DELETE FROM {table} WHERE {column} IN ({{rows}})"
+    table: _Rows(
+        f"DELETE FROM {table} WHERE {column} IN ({{rows}})",
+        "?",
+        f"DELETE FROM {table} WHERE {column}=?",
+    )
     for table, column in (
         ("journal", "inv_key"),
         ("events", "inv_key"),
@@ -128,41 +155,38 @@ _DELETE_BY_KEY = {
         ("invocations", "key"),
     )
 }
-_INSERT_INVOCATIONS = (
-    _insert(
-        "invocations (key, id, service, handler, status, created_at, modified_at, "
-        "pinned_deployment, completed_at, idempotency_key, view)"
-    ),
-    "(?,?,?,?,?,?,?,?,?,?,?)",
+_INSERT_INVOCATIONS = _insert(
+    "invocations",
+    "key, id, service, handler, status, created_at, modified_at, pinned_deployment, "
+    "completed_at, idempotency_key, view",
 )
-_UPDATE_MOVED = (
+_UPDATE_MOVED = _Rows(
     "UPDATE invocations SET status=v.column2, modified_at=v.column3, "
     "pinned_deployment=v.column4, completed_at=v.column5, view=v.column6 "
     "FROM (VALUES {rows}) AS v WHERE invocations.key=v.column1",
     "(?,?,?,?,?,?)",
+    "UPDATE invocations SET status=?2, modified_at=?3, pinned_deployment=?4, completed_at=?5, "
+    "view=?6 WHERE key=?1",
 )
 # service, handler, created_at and idempotency_key never change for an id (a purge deletes the row
 # before a new invoke can reuse it), and an update that keeps the status leaves it out: the indexes
 # on those columns are left alone.
-_UPDATE_KEPT = (
+_UPDATE_KEPT = _Rows(
     "UPDATE invocations SET modified_at=v.column2, pinned_deployment=v.column3, "
     "completed_at=v.column4, view=v.column5 FROM (VALUES {rows}) AS v "
     "WHERE invocations.key=v.column1",
     "(?,?,?,?,?)",
+    "UPDATE invocations SET modified_at=?2, pinned_deployment=?3, completed_at=?4, view=?5 "
+    "WHERE key=?1",
 )
-_DELETE_TIMERS = ("DELETE FROM timers WHERE (inv_key, kind, key) IN (VALUES {rows})", "(?,?,?)")
-_SET_TIMERS = (
-    _insert("timers (inv_key, kind, key, invocation_id, fire_at)", "INSERT OR REPLACE"),
-    "(?,?,?,?,?)",
+_DELETE_TIMERS = _Rows(
+    "DELETE FROM timers WHERE (inv_key, kind, key) IN (VALUES {rows})",
+    "(?,?,?)",
+    "DELETE FROM timers WHERE inv_key=? AND kind=? AND key=?",
 )
-_INSERT_JOURNAL = (
-    _insert("journal (inv_key, idx, invocation_id, entry, appended_at)"),
-    "(?,?,?,?,?)",
-)
-_SET_EVENTS = (
-    _insert("events (inv_key, seq, invocation_id, kind, at, data)", "INSERT OR REPLACE"),
-    "(?,?,?,?,?,?)",
-)
+_SET_TIMERS = _insert("timers", "inv_key, kind, key, invocation_id, fire_at", "INSERT OR REPLACE")
+_INSERT_JOURNAL = _insert("journal", "inv_key, idx, invocation_id, entry, appended_at")
+_SET_EVENTS = _insert("events", "inv_key, seq, invocation_id, kind, at, data", "INSERT OR REPLACE")
 
 
 def _touched(w: BatchWrites) -> set[str]:
@@ -198,7 +222,7 @@ def plan_batch(w: BatchWrites, keys: KeyCache, lookup: KeyLookup, max_key: MaxKe
                 entries[inv] = ABSENT
         if gone:
             for table in ("journal", "events", "timers", "invocations"):
-                _add_rows(plan, _DELETE_BY_KEY[table], "?", gone)
+                _add_rows(plan, _DELETE_BY_KEY[table], gone)
 
     inserts: list[tuple[Any, ...]] = []
     moved: list[tuple[Any, ...]] = []
@@ -240,18 +264,18 @@ def plan_batch(w: BatchWrites, keys: KeyCache, lookup: KeyLookup, max_key: MaxKe
         entries[inv] = (key, status)
     plan.rows = len(inserts) + len(moved) + len(kept)
     if inserts:
-        _add_rows(plan, *_INSERT_INVOCATIONS, inserts)
+        _add_rows(plan, _INSERT_INVOCATIONS, inserts)
     if moved:
-        _add_rows(plan, *_UPDATE_MOVED, moved)
+        _add_rows(plan, _UPDATE_MOVED, moved)
     if kept:
-        _add_rows(plan, *_UPDATE_KEPT, kept)
+        _add_rows(plan, _UPDATE_KEPT, kept)
 
     def key_of(inv: str) -> int | None:
         return entries[inv][0] or None
 
     if w.cleared_timers:
         cleared = [(k,) for k in map(key_of, w.cleared_timers) if k is not None]
-        _add_rows(plan, _DELETE_BY_KEY["timers"], "?", cleared)
+        _add_rows(plan, _DELETE_BY_KEY["timers"], cleared)
     if w.timers:
         deletes: list[tuple[Any, ...]] = []
         sets: list[tuple[Any, ...]] = []
@@ -264,20 +288,23 @@ def plan_batch(w: BatchWrites, keys: KeyCache, lookup: KeyLookup, max_key: MaxKe
                 else:
                     sets.append((inv_key, kind, timer_key, inv, fire_at))
         if deletes:
-            _add_rows(plan, *_DELETE_TIMERS, deletes)
+            _add_rows(plan, _DELETE_TIMERS, deletes)
         if sets:
-            _add_rows(plan, *_SET_TIMERS, sets)
+            _add_rows(plan, _SET_TIMERS, sets)
     if w.journal:
-        _add_rows(plan, *_INSERT_JOURNAL, list(_journal_rows(w, key_of)))
+        _add_rows(plan, _INSERT_JOURNAL, list(_journal_rows(w, key_of)))
     if w.events:
-        _add_rows(plan, *_SET_EVENTS, list(_event_rows(w, key_of)))
+        _add_rows(plan, _SET_EVENTS, list(_event_rows(w, key_of)))
     if w.leader_epoch is None:
-        plan.statements.append(("UPDATE partition SET applied_lsn=? WHERE id=0", [w.applied_lsn]))
+        plan.statements.append(
+            ("UPDATE partition SET applied_lsn=? WHERE id=0", [w.applied_lsn], False)
+        )
     else:
         plan.statements.append(
             (
                 "UPDATE partition SET applied_lsn=?, leader_epoch=? WHERE id=0",
                 [w.applied_lsn, w.leader_epoch],
+                False,
             )
         )
     keys.trim(len(touched))

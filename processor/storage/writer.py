@@ -46,9 +46,12 @@ def execute_plan(
     """Run one planned batch in one transaction (in the thread that owns `conn`)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        execute = conn.execute
-        for sql, params in plan.statements:
-            execute(sql, params)
+        execute, executemany = conn.execute, conn.executemany
+        for sql, params, many in plan.statements:
+            if many:
+                executemany(sql, params)
+            else:
+                execute(sql, params)
         if before_commit is not None:
             before_commit()
     except BaseException:

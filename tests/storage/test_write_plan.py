@@ -78,7 +78,7 @@ def test_rows_beyond_one_statement_are_split_into_chunks_and_all_written(
     w = BatchWrites(applied_lsn=1)
     created(w, inv_id(1), journal=2500)
     plan = planner.plan(w)
-    journal_statements = [sql for sql, _ in plan.statements if "INTO journal" in sql]
+    journal_statements = [sql for sql, _, _ in plan.statements if "INTO journal" in sql]
     assert len(journal_statements) == 3  # 1024 + 1024 + 452 (padded to 512)
     execute_plan(conn, plan)
     assert count(conn, "journal") == 2500
@@ -89,15 +89,15 @@ def test_rows_beyond_one_statement_are_split_into_chunks_and_all_written(
 def test_padding_rows_of_the_last_statement_write_nothing(conn: sqlite3.Connection) -> None:
     planner = Planner(conn)
     w = BatchWrites(applied_lsn=1)
-    for n in range(3):  # 3 invocations, 3 journal rows: both padded to 4
+    for n in range(5):  # 5 invocations, 5 journal rows: both padded to 8
         created(w, inv_id(n), journal=1)
     plan = planner.plan(w)
-    for sql, params in plan.statements:
+    for sql, params, many in plan.statements:
         if "INTO invocations" in sql:
-            assert len(params) == 4 * 11 and params[-11:] == [0] * 11
+            assert not many and len(params) == 8 * 11 and list(params[-33:]) == [0] * 33
     execute_plan(conn, plan)
-    assert count(conn, "invocations") == 3
-    assert count(conn, "journal") == 3
+    assert count(conn, "invocations") == 5
+    assert count(conn, "journal") == 5
     assert conn.execute("SELECT MIN(key) FROM invocations").fetchone()[0] == 1
 
 
@@ -109,11 +109,27 @@ def test_each_table_takes_a_bounded_set_of_distinct_statements(conn: sqlite3.Con
         for n in range(size):
             created(w, inv_id(lsn * 10_000 + n))
         plan = planner.plan(w)
-        texts.update(sql for sql, _ in plan.statements if "INTO invocations" in sql)
+        texts.update(sql for sql, _, _ in plan.statements if "INTO invocations" in sql)
         execute_plan(conn, plan)
     # powers of two from 1 to 1024 at most, whatever the row counts
     assert len(texts) <= 11
     assert count(conn, "invocations") == sum((1, 2, 3, 5, 9, 17, 33, 100, 300, 700, 1000))
+
+
+def test_a_few_rows_go_through_the_single_row_statements(conn: sqlite3.Connection) -> None:
+    planner = Planner(conn)
+    w = BatchWrites(applied_lsn=1)
+    created(w, inv_id(1), journal=2)
+    planner.write(w)
+    w = BatchWrites(applied_lsn=2)
+    w.add(inv_id(1), Transition(view(inv_id(1), Status.SUSPENDED, at=9), changed=True))
+    w.add(inv_id(1), Transition(None, deleted=True))
+    created(w, inv_id(2), journal=1)
+    plan = planner.plan(w)
+    assert all(many for _, _, many in plan.statements[:-1])  # all but the applied LSN's
+    execute_plan(conn, plan)
+    assert conn.execute("SELECT key, id FROM invocations").fetchall() == [(2, inv_id(2))]
+    assert conn.execute("SELECT inv_key, idx FROM journal").fetchall() == [(2, 0)]
 
 
 def test_ids_known_absent_are_not_looked_up(conn: sqlite3.Connection) -> None:
