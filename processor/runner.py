@@ -72,7 +72,8 @@ _ApplyContext = maker(ApplyContext)  # one per command: the fast constructor
 
 
 class _GcPaused:
-    """Pauses the cyclic GC for one batch, from reading it to its commit.
+    """Pauses the cyclic GC for one batch, from reading it to its commit (in `catch_up`: for one
+    turn of the pipeline, preparing batch N+1 and committing batch N).
 
     A batch allocates tens of thousands of objects (commands, transitions, views, rows, actions)
     that live until the batch is written and then die by reference counting. With the default
@@ -234,8 +235,7 @@ class Runner:
         `Store.start_write`), and then nothing overlaps."""
         await self.start()
         try:
-            with _gc_paused():
-                await self._catch_up()
+            await self._catch_up()
         except BaseException as exc:
             if not isinstance(exc, anyio.get_cancelled_exc_class()):
                 self._fail(exc)
@@ -248,19 +248,22 @@ class Runner:
             while True:
                 after = self.applied_lsn if inflight is None else inflight.last_lsn
                 batch = None
-                if after < self._limit() and (inflight is None or inflight.stop is None):
-                    self._overlay = None if inflight is None else inflight.views
-                    try:
-                        batch = await self._prepare(after)
-                    finally:
-                        self._overlay = None
-                    if batch is not None and batch.applied:
-                        batch.commit = self.store.start_write(batch.writes)
-                done, inflight = inflight, batch if batch is not None and batch.applied else None
-                if done is not None:
-                    await self._finish(done)
-                    if done.stop is not None:
-                        raise done.stop
+                # Collections run between iterations only (see `_GcPaused`).
+                with _gc_paused():
+                    if after < self._limit() and (inflight is None or inflight.stop is None):
+                        self._overlay = None if inflight is None else inflight.views
+                        try:
+                            batch = await self._prepare(after)
+                        finally:
+                            self._overlay = None
+                        if batch is not None and batch.applied:
+                            batch.commit = self.store.start_write(batch.writes)
+                    done = inflight
+                    inflight = batch if batch is not None and batch.applied else None
+                    if done is not None:
+                        await self._finish(done)
+                if done is not None and done.stop is not None:
+                    raise done.stop
                 if batch is None:
                     return
                 if not batch.applied:
