@@ -1,9 +1,10 @@
 """The partition's state store: batch load of views, batch write of a folded batch, read queries.
 
 Three connections, each owned by its own thread (`DbThread`), each method one hop:
-- the writer: the runner's batch write is a single function that runs BEGIN, a handful of
-  `executemany` calls, the new `applied_lsn` and COMMIT there, so there is no SQLite round-trip per
-  command;
+- the writer: the runner's batch write is planned on the caller's thread (`storage.write_plan`:
+  a few multi-row statements) and run here as one function: BEGIN, those statements, the new
+  `applied_lsn`, COMMIT. No SQLite round-trip per command, and the thread holds the GIL only
+  between statements, so the loop applies the next batch meanwhile;
 - the reader: view loads and the API queries. In WAL mode it reads the last committed batch while
   the writer writes the next one, so API reads never wait behind a batch write, and it never sees
   half a batch;
