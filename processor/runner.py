@@ -246,14 +246,26 @@ class Runner:
         inflight: _Batch | None = None  # written in the writer thread while the next is prepared
         try:
             while True:
-                after = self.applied_lsn if inflight is None else inflight.last_lsn
-                batch = None
                 # Collections run between iterations only (see `_GcPaused`).
                 with _gc_paused():
+                    if inflight is not None and inflight.commit and inflight.commit.done():
+                        # Already committed (a small batch is written inline): its replies go
+                        # out now, not after the next batch.
+                        committed, inflight = inflight, None
+                        await self._finish_batch(committed)
+                    after = self.applied_lsn if inflight is None else inflight.last_lsn
+                    batch = None
                     if after < self._limit() and (inflight is None or inflight.stop is None):
                         self._overlay = None if inflight is None else inflight.views
                         try:
                             batch = await self._prepare(after)
+                        except Exception:
+                            # The batch in flight may well commit: finish it (applied_lsn,
+                            # waiters, actions) before stopping; its own write error wins.
+                            if inflight is not None:
+                                last, inflight = inflight, None
+                                await self._finish(last)
+                            raise
                         finally:
                             self._overlay = None
                         if batch is not None and batch.applied:
@@ -261,9 +273,7 @@ class Runner:
                     done = inflight
                     inflight = batch if batch is not None and batch.applied else None
                     if done is not None:
-                        await self._finish(done)
-                if done is not None and done.stop is not None:
-                    raise done.stop
+                        await self._finish_batch(done)
                 if batch is None:
                     return
                 if not batch.applied:
@@ -276,6 +286,12 @@ class Runner:
                 # either way the store stays consistent, and this runner is stopping.
                 with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
                     await inflight.commit
+
+    async def _finish_batch(self, batch: _Batch) -> None:
+        """`_finish`, then stop at the record the batch could not apply, if any."""
+        await self._finish(batch)
+        if batch.stop is not None:
+            raise batch.stop
 
     async def run(self) -> None:
         """Apply forever, sleeping on the log's tail notification between batches."""

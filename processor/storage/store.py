@@ -214,8 +214,10 @@ class Store:
         resolves after COMMIT with the transaction's duration in seconds (BEGIN to COMMIT,
         queueing excluded).
 
-        Batches are written in the order they are started, and must be started from one thread
-        (the planning keeps the writer's `KeyCache`: see `storage.write_plan`)."""
+        Batches are written in the order they are started. They must be started from one thread,
+        with at most one started batch not yet committed when the next is started (the runner's
+        pipeline): planning keeps the `KeyCache`, whose eviction is sized for that (see
+        `storage.write_plan`)."""
         if self._write_failure is not None:
             refused: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             refused.set_exception(
@@ -225,9 +227,14 @@ class Store:
             )
             return refused
         point = self._point_conn()
-        plan = plan_batch(
-            writes, self._keys, lambda ids: lookup_keys(point, ids), lambda: max_key(point)
-        )
+        try:
+            plan = plan_batch(
+                writes, self._keys, lambda ids: lookup_keys(point, ids), lambda: max_key(point)
+            )
+        except BaseException as exc:
+            # The key cache may now name rows that will never be written: refuse what follows.
+            self._write_failure = exc
+            raise
         hook = self.before_commit
         rows = plan.rows
 

@@ -60,8 +60,10 @@ class KeyCache:
     """A bounded map `invocation id -> (key, stored status)`, in least-recently-written order.
 
     Entries written by batches that have not committed yet must never be evicted (a miss for
-    them would read the file, not find the row and insert it twice), so `trim` keeps at least
-    four times the largest batch it has seen: every plan moves the ids it writes to the end."""
+    them would read the file, not find the row and insert it twice). Every plan moves the ids it
+    writes (and adds the ids it was told are absent) to the end, and `trim` keeps at least twice
+    the most ids a plan has added or moved: enough for the plan in flight and the next one, the
+    most the runner's pipeline ever has."""
 
     def __init__(self, capacity: int = 20_000) -> None:
         self.capacity = capacity
@@ -132,11 +134,12 @@ def _add_rows(plan: WritePlan, kind: _Rows, rows: list[tuple[Any, ...]]) -> None
 
 
 # Every multi-row form skips all-zero rows: an insert filters them out, an update or a delete
-# finds no row with key 0.
+# finds no row with key 0. (`IS NOT 0` keeps a NULL key, which then fails NOT NULL as it would in
+# the single-row form: the outcome must not depend on the batch size.)
 def _insert(table: str, columns: str, verb: str = "INSERT") -> _Rows:
     marks = "(" + ",".join("?" * len(columns.split(","))) + ")"
     return _Rows(
-        f"{verb} INTO {table} ({columns}) SELECT * FROM (VALUES {{rows}}) WHERE column1 != 0",
+        f"{verb} INTO {table} ({columns}) SELECT * FROM (VALUES {{rows}}) WHERE column1 IS NOT 0",
         marks,
         f"{verb} INTO {table} ({columns}) VALUES {marks}",
     )
@@ -179,8 +182,11 @@ _UPDATE_KEPT = _Rows(
     "UPDATE invocations SET modified_at=?2, pinned_deployment=?3, completed_at=?4, view=?5 "
     "WHERE key=?1",
 )
+# `(a, b, c) IN (VALUES ...)` would scan the whole timers table; through a subquery SQLite probes
+# the primary key once per row.
 _DELETE_TIMERS = _Rows(
-    "DELETE FROM timers WHERE (inv_key, kind, key) IN (VALUES {rows})",
+    "DELETE FROM timers WHERE (inv_key, kind, key) IN "
+    "(SELECT column1, column2, column3 FROM (VALUES {rows}))",
     "(?,?,?)",
     "DELETE FROM timers WHERE inv_key=? AND kind=? AND key=?",
 )
@@ -307,7 +313,7 @@ def plan_batch(w: BatchWrites, keys: KeyCache, lookup: KeyLookup, max_key: MaxKe
                 False,
             )
         )
-    keys.trim(len(touched))
+    keys.trim(len(touched) + len(w.absent))  # every id this plan added or moved
     return plan
 
 

@@ -67,11 +67,11 @@ def write_batch_sync(
     keys: KeyCache | None = None,
 ) -> None:
     """Plan and write one folded batch on `conn`; `keys` is the caller's long-lived cache (a
-    fresh, cold one without it). The cache is cleared if the write fails."""
+    fresh, cold one without it). The cache is cleared if planning or the write fails."""
     if keys is None:
         keys = KeyCache()
-    plan = plan_batch(w, keys, lambda ids: lookup_keys(conn, ids), lambda: max_key(conn))
     try:
+        plan = plan_batch(w, keys, lambda ids: lookup_keys(conn, ids), lambda: max_key(conn))
         execute_plan(conn, plan, before_commit)
     except BaseException:
         keys.clear()  # it names rows the rollback removed

@@ -11,6 +11,7 @@ import pytest
 
 import processor.storage.store as store_module
 from log import MemoryLog
+from processor.actions import Action, StartAttempt
 from processor.codec import encode
 from processor.commands import AttemptCompleted, AttemptEntry, Invoke, Purge
 from processor.retry import RetryPolicy
@@ -123,4 +124,60 @@ async def test_a_failed_batch_write_keeps_the_batch_queued_behind_it_from_commit
         conn.close()
     with pytest.raises(RunnerError, match="runner stopped"):
         await runner.wait_applied(1)
+    await log.close()
+
+
+async def test_a_batch_committed_inline_answers_before_the_next_batch_is_applied(
+    open_store: StoreFactory,
+) -> None:
+    log = MemoryLog(clock=stepping_clock())
+    await log.append_batch(purge_then_reinvoke())
+    store = await open_store()
+    events: list[str] = []
+    real_start = store.start_write
+
+    def start_write(writes: Any) -> Any:
+        events.append(f"write {writes.applied_lsn}")
+        return real_start(writes)
+
+    async def sink(actions: list[Action]) -> None:
+        events.append(f"actions of {len(actions)}")
+
+    store.start_write = start_write  # type: ignore[method-assign]
+    runner = Runner(log, store, sink=sink, batch_size=4, on_batch=lambda n, s: None)
+    await runner.catch_up()
+    # small batches commit inline: each one's actions go out before the next batch is written
+    assert events[0] == "write 4" and events[1].startswith("actions")
+    assert events[2] == "write 6"
+    await log.close()
+
+
+async def test_a_batch_in_flight_is_finished_when_reading_the_next_one_fails(
+    open_store: StoreFactory, through_writer_thread: None
+) -> None:
+    log = MemoryLog(clock=stepping_clock())
+    await log.append_batch(purge_then_reinvoke())
+    store = await open_store()
+    real_read = log.read_batch
+    reads = [0]
+
+    async def failing_read(from_lsn: int, max_records: int) -> Any:
+        reads[0] += 1
+        if reads[0] == 2:
+            raise OSError("log segment unreadable")
+        return await real_read(from_lsn, max_records)
+
+    log.read_batch = failing_read  # type: ignore[method-assign]
+    delivered: list[Action] = []
+
+    async def sink(actions: list[Action]) -> None:
+        delivered.extend(actions)
+
+    runner = Runner(log, store, sink=sink, batch_size=4)
+    with pytest.raises(OSError, match="unreadable"):
+        await runner.catch_up()
+    # batch 1 committed while batch 2 was being read: it is finished, not dropped
+    assert runner.applied_lsn == 4
+    assert any(isinstance(a, StartAttempt) for a in delivered)
+    await runner.wait_applied(4)
     await log.close()

@@ -14,7 +14,7 @@ from processor.state_machine.types import Event, JournalAppend, Transition
 from processor.status import Status
 from processor.storage import BatchWrites, SchemaError, Store, TimerRow
 from processor.storage.schema import SCHEMA_VERSION
-from processor.storage.store import INLINE_WRITE_MAX_VIEWS
+from processor.storage.store import INLINE_WRITE_MAX_VIEWS, StoreWriteFailed
 
 from .strategies import make_view
 
@@ -353,3 +353,14 @@ async def test_a_failed_inline_write_fails_the_store_for_later_batches(store: St
         await store.write_batch(batch(2, ("inv_b", created("inv_b"))))
     assert (await store.partition()).applied_lsn == 0
     assert await store.get_view("inv_a") is None
+
+
+async def test_a_batch_that_cannot_be_planned_stops_later_writes(store: Store) -> None:
+    """Planning updates the key cache as if the batch committed; a plan that fails part-way
+    must not let later batches trust it."""
+    bad = make_view("inv_b", headers={"x": object()})  # not encodable
+    with pytest.raises(TypeError):
+        store.start_write(batch(1, ("inv_a", created("inv_a")), ("inv_b", Transition(bad, True))))
+    with pytest.raises(StoreWriteFailed, match="earlier batch write failed"):
+        await store.write_batch(batch(2, ("inv_c", created("inv_c"))))
+    assert (await store.partition()).applied_lsn == 0

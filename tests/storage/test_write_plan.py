@@ -216,3 +216,30 @@ def test_a_failed_plan_execution_rolls_the_whole_batch_back(conn: sqlite3.Connec
     assert count(conn, "invocations") == 0
     assert count(conn, "journal") == 0
     assert conn.execute("SELECT applied_lsn FROM partition").fetchone()[0] == 0
+
+
+def test_no_multi_row_statement_scans_a_table(conn: sqlite3.Connection) -> None:
+    """Each statement finds its rows by key: its cost follows the rows it writes, not the size of
+    the table (`(a, b, c) IN (VALUES ...)` once scanned every stored timer)."""
+    from processor.storage import write_plan
+
+    kinds = [getattr(write_plan, name) for name in dir(write_plan) if name.startswith("_")]
+    rows = [k for k in kinds if isinstance(k, write_plan._Rows)]
+    rows += list(write_plan._DELETE_BY_KEY.values())
+    assert len(rows) >= 11
+    tables = ("invocations", "journal", "events", "timers", "partition")
+    for kind in rows:
+        for sql in (kind.sql(8), kind.single):
+            params = [0] * (8 * kind.width if sql == kind.sql(8) else kind.width)
+            plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            assert not [step for step in plan if step.split()[:2] in (["SCAN", t] for t in tables)]
+
+
+def test_a_row_without_a_key_fails_whatever_the_batch_size(conn: sqlite3.Connection) -> None:
+    planner = Planner(conn)
+    for n in (1, 5):  # the single-row and the multi-row form
+        w = BatchWrites(applied_lsn=1)
+        w.journal[inv_id(9)] = [(i, {"kind": "run"}, 5) for i in range(n)]
+        w.absent.add(inv_id(9))  # no invocation row, so no key
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+            planner.write(w)
