@@ -159,6 +159,7 @@ class Runner:
         sink: ActionSink | None = None,
         batch_size: int = 1000,
         cache_size: int = 10_000,
+        startup_batch_size: int = 4000,
         until_lsn: int | None = None,
         on_batch: BatchHook | None = None,
         on_command: CommandHook | None = None,
@@ -168,6 +169,7 @@ class Runner:
         self.store = store
         self.sink = sink
         self.batch_size = batch_size
+        self.startup_batch_size = startup_batch_size
         self.until_lsn = until_lsn
         self.on_batch = on_batch
         self.on_command = on_command
@@ -294,8 +296,19 @@ class Runner:
             raise batch.stop
 
     async def run(self) -> None:
-        """Apply forever, sleeping on the log's tail notification between batches."""
+        """Apply forever, sleeping on the log's tail notification between batches.
+
+        The records already in the log when it starts (a restart's tail, or a whole rebuild) are
+        applied in batches of `startup_batch_size`: nobody is waiting on their replies, and
+        bigger batches fold more writes of one invocation into one row (replay's reason, too).
+        Then batches of at most `batch_size` (the latency of new commands' replies)."""
         await self.start()
+        if self.startup_batch_size > self.batch_size:
+            live_batch_size, self.batch_size = self.batch_size, self.startup_batch_size
+            try:
+                await self.catch_up()
+            finally:
+                self.batch_size = live_batch_size
         while True:
             await self.catch_up()
             if self.until_lsn is not None and self.applied_lsn >= self.until_lsn:

@@ -246,6 +246,28 @@ async def test_run_follows_the_log_and_wait_applied_returns_once_applied(
     assert sum(batches) == 2
 
 
+async def test_run_applies_the_records_found_at_start_in_startup_batches(
+    memlog: MemoryLog, open_store: StoreFactory
+) -> None:
+    store = await open_store()
+    runner = Runner(memlog, store, batch_size=10, startup_batch_size=400)
+    batches: list[int] = []
+    runner.on_batch = lambda n, seconds: batches.append(n)
+    found = memlog.tail()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner.run)
+        with anyio.fail_after(10):
+            await runner.wait_applied(found)
+        assert batches[0] == 400 and max(batches) == 400
+        startup = len(batches)
+        lsns = [await memlog.append(invoke("inv_" + "0" * 32 + str(n))) for n in range(2, 40)]
+        with anyio.fail_after(10):
+            await runner.wait_applied(lsns[-1])
+        tg.cancel_scope.cancel()
+    assert sum(batches) == found + len(lsns)
+    assert max(batches[startup:]) <= 10  # then batches of batch_size again
+
+
 async def test_leader_epoch_from_announce_leader_is_stored(open_store: StoreFactory) -> None:
     from processor.commands import AnnounceLeader
 
