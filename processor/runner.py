@@ -109,12 +109,13 @@ def tune_switch_interval() -> None:
     """Let a thread that finished a SQLite statement have the GIL back within 0.2 ms (default 5).
 
     `catch_up` overlaps batch N's transaction (writer thread) with applying batch N+1 (the loop's
-    thread). The writer needs the GIL back after each of its statements (a few dozen per batch,
-    see `storage.write_plan`), and while the loop is busy it waits for the switch interval to
-    force a hand-over. At the default 5 ms those waits made a 1000-command commit take ~45 ms
-    instead of ~13 and the overlap gained nothing; at 0.2 ms the loop barely waits for commits
-    (apply bench, same session: ~18k -> ~25k commands/s). It is a process-wide setting, so the
-    entry points call this, not the runner."""
+    thread). The writer needs the GIL back after each of its statements (about one per table a
+    batch writes, see `storage.write_plan`), and while the loop is busy it waits for the switch
+    interval to force a hand-over. At the default 5 ms those waits made a 1000-command commit
+    take ~45 ms instead of ~13 and the overlap gained nothing; at 0.2 ms the loop barely waits
+    for commits (apply bench, same session: ~18k -> ~25k commands/s). The daemon's end-to-end
+    figures are the same either way. It is a process-wide setting, so the entry points call
+    this, not the runner."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
