@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from processor.retry import RetryPolicy
 from processor.state_machine.types import JournalAppend, Transition
 from processor.status import InvocationView, Status
 from processor.storage.batch import BatchWrites
 from processor.storage.schema import configure, migrate
 from processor.storage.write_plan import KeyCache, WritePlan, plan_batch
 from processor.storage.writer import execute_plan, lookup_keys, max_key
+
+from .strategies import make_view
 
 
 @pytest.fixture
@@ -28,15 +29,7 @@ def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def view(inv: str, status: Status = Status.RUNNING, at: int = 1) -> InvocationView:
-    return InvocationView(
-        id=inv,
-        service="Greeter",
-        handler="greet",
-        status=status,
-        created_at=at,
-        modified_at=at,
-        retry_policy=RetryPolicy(),
-    )
+    return make_view(inv, status=status, created_at=at, modified_at=at)
 
 
 def inv_id(n: int) -> str:
