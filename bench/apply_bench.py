@@ -11,6 +11,9 @@
 4. `replay` rebuilds the same log into a fresh store: records/s.
    Also: the runner with batches of 8 commands (a live partition's group commits), whose cost per
    command is mostly the per-batch fixed cost.
+   And the issue's yardstick on the same records: a simple two-table apply loop
+   (`reference_loop.py`), with SQLite and in Python alone, so the figures above can be read
+   against what this machine gives a loop that does almost nothing per record.
 5. Peak RSS of child processes applying a small and a 10x larger happy-path log: memory must not
    grow with history (the view cache is bounded, journals stay on disk).
 """
@@ -34,6 +37,7 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import reference_loop
 from _common import Result, emit
 from workload import WorkloadConfig, generate, simple
 
@@ -178,6 +182,19 @@ async def apply_naive(log_dir: Path, db: Path, limit: int) -> tuple[int, float]:
     return len(records), time.perf_counter() - began
 
 
+async def reference_speeds(log_dir: Path, db: Path) -> tuple[float, float]:
+    """The simple two-table loop over the same records: (with SQLite, Python only) records/s."""
+    log = open_log(log_dir, readonly=True)
+    try:
+        records = [(r.lsn, r.payload) for r in await log.read_batch(1, log.tail())]
+    finally:
+        await log.close()
+    return (
+        reference_loop.with_sqlite(records, db, BATCH_SIZE),
+        reference_loop.python_only(records, BATCH_SIZE),
+    )
+
+
 async def replay_speed(log_dir: Path) -> tuple[int, float]:
     log = open_log(log_dir, readonly=True)
     try:
@@ -268,6 +285,14 @@ async def main_async(quick: bool, as_json: bool) -> int:
         results.append(Result(SUITE, "batch_commit_p99_ms", p99, "ms", params))
         rn, rsecs = await replay_speed(base / "log")
         results.append(Result(SUITE, "replay_records_per_s", rn / rsecs, "1/s", params))
+        ref_rate, ref_python = await reference_speeds(base / "log", base / "reference.db")
+        progress(
+            f"reference two-table loop: {ref_rate:,.0f} records/s with SQLite, "
+            f"{ref_python:,.0f} in Python alone"
+        )
+        ref_params: dict[str, Any] = {**params, "python_only_per_s": round(ref_python)}
+        ref_params["runner_share"] = round(rate / ref_rate, 2)
+        results.append(Result(SUITE, "reference_loop_records_per_s", ref_rate, "1/s", ref_params))
 
         sizes = {}
         for count in (rss_small, rss_large):
