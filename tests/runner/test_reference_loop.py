@@ -16,7 +16,10 @@ def test_reference_loop_writes_one_row_per_record_and_one_per_invocation(
     records = list(enumerate(payloads, 1))
     db = tmp_path / "reference.db"
 
-    assert reference_loop.with_sqlite(records, db, batch_size=64) > 0
+    rate, latencies = reference_loop.with_sqlite(records, db, batch_size=64)
+
+    assert rate > 0
+    assert len(latencies) == -(-len(records) // 64)
 
     invocations = {getattr(decode(p), "invocation_id", "") for p in payloads}
     conn = sqlite3.connect(db)
