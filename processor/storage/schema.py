@@ -156,6 +156,9 @@ class SchemaError(RuntimeError):
     """The state file cannot be used by this build (e.g. written by a newer version)."""
 
 
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
 def configure(conn: sqlite3.Connection, cache_mib: int = 16) -> None:
     """Connection settings: WAL with synchronous=NORMAL, because the log is the durable copy and
     the store only has to stay consistent (it resumes from applied_lsn + 1 after a crash).
@@ -167,6 +170,9 @@ def configure(conn: sqlite3.Connection, cache_mib: int = 16) -> None:
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
     conn.execute("PRAGMA temp_store=MEMORY")
+    # When a write rewinds the WAL, cut the file back to this size (it is otherwise left as big as
+    # it ever grew; see `storage.store` on when the WAL rewinds).
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

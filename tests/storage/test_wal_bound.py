@@ -1,0 +1,77 @@
+"""A writer that never pauses (catch-up, replay) still keeps the WAL file bounded."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processor.storage import Store, schema
+from processor.storage import store as store_module
+from processor.storage.store import INLINE_WRITE_MAX_VIEWS
+
+from .test_store import batch, created
+
+LIMIT = 256 * 1024
+
+
+@pytest.fixture
+def small_wal_limit(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A 256 KiB WAL limit, no background checkpoints (they could rewind the WAL by luck), and
+    the names of the threads that checkpoint."""
+    monkeypatch.setattr(schema, "WAL_SIZE_LIMIT", LIMIT)
+    monkeypatch.setattr(store_module, "WAL_SIZE_LIMIT", LIMIT)
+    monkeypatch.setattr(store_module, "_CHECKPOINT_EVERY_ROWS", 10**9)
+    threads: list[str] = []
+    checkpoint = store_module._checkpoint
+
+    def recording(conn: sqlite3.Connection) -> None:
+        threads.append(threading.current_thread().name)
+        checkpoint(conn)
+
+    monkeypatch.setattr(store_module, "_checkpoint", recording)
+    return threads
+
+
+def views(prefix: str, count: int) -> list[tuple[str, Any]]:
+    return [(f"inv_{prefix}_{i}", created(f"inv_{prefix}_{i}")) for i in range(count)]
+
+
+async def test_back_to_back_writer_thread_batches_keep_the_wal_near_its_limit(
+    tmp_path: Path, small_wal_limit: list[str]
+) -> None:
+    store = await Store.open(tmp_path / "state.db")
+    wal = tmp_path / "state.db-wal"
+    sizes: list[int] = []
+    try:
+        for n in range(60):
+            await store.write_batch(batch(n + 1, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
+            sizes.append(wal.stat().st_size)
+        stored = await store.load_views([f"inv_{n}_0" for n in range(60)])
+        assert len(stored) == 60
+        assert (await store.partition()).applied_lsn == 60
+    finally:
+        store.close()
+
+    steps = [b - a for a, b in itertools.pairwise(sizes)]
+    growth = max(steps)
+    assert sum(step for step in steps if step > 0) > 4 * LIMIT
+    assert max(sizes) <= LIMIT + 2 * growth
+    assert small_wal_limit and threading.current_thread().name not in small_wal_limit
+
+
+async def test_small_batches_written_on_the_loop_never_checkpoint_there(
+    tmp_path: Path, small_wal_limit: list[str]
+) -> None:
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        for n in range(150):
+            await store.write_batch(batch(n + 1, *views(str(n), 8)))
+        assert (tmp_path / "state.db-wal").stat().st_size > LIMIT
+    finally:
+        store.close()
+    assert small_wal_limit == []
