@@ -9,17 +9,19 @@ Three connections, each owned by its own thread (`DbThread`), each method one ho
   the writer writes the next one, so API reads never wait behind a batch write, and it never sees
   half a batch;
 - the checkpointer: the writer's automatic checkpoint (an fsync of the database file inside some
-  unlucky COMMIT) is turned off, and a PASSIVE checkpoint runs here instead every few batches, off
-  the writer's path.
+  unlucky COMMIT) is turned off, and a PASSIVE checkpoint runs here instead every few batches
+  (`_CHECKPOINT_EVERY_ROWS` rows or `_CHECKPOINT_EVERY_BATCHES` batches), off the writer's path.
 
-The WAL must also start over now and then, or it grows for as long as the writer never pauses (a
-catch-up or a replay: 1.7 GB of WAL for a 316 MB store, and its index in memory with it). SQLite
-rewinds the WAL at the start of a write only when a checkpoint has copied every frame in it, which
-a background checkpoint racing a busy writer never does. So the writer thread finishes the job
-itself once the WAL file outgrows `WAL_SIZE_LIMIT`, right after a COMMIT: the background ones have
-copied most frames by then, and nothing writes meanwhile. Live partitions pause between batches,
-where the background checkpoint catches up on its own; small batches written on the loop never
-checkpoint there (it may fsync). `journal_size_limit` then gives the disk space back.
+The WAL must also start over now and then, or it grows for as long as writes keep coming. SQLite
+rewinds it at the start of a write only when a checkpoint has copied every frame in it, which a
+background checkpoint racing a busy writer never does: applying 1.2M records in catch-up batches
+grew a 1.7 GB WAL beside a 316 MB store, and 75k commands in batches of 8 (a busy live partition)
+a 1 GB WAL beside 11 MB. So once the WAL file outgrows `WAL_SIZE_LIMIT`, the writer thread
+finishes the job itself right after its next COMMIT (the background checkpoints have copied most
+frames by then, and nothing writes meanwhile), and the next write rewinds the WAL;
+`journal_size_limit` gives the disk space back. A batch small enough to commit on the loop goes to
+the writer thread instead while the WAL is over the limit: the loop itself never checkpoints (it
+may fsync).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from processor.storage.writer import execute_plan, lookup_keys, max_key
 JournalRow = tuple[int, dict[str, Any], int]  # (index, entry, appended_at)
 _LOAD_CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
 _CHECKPOINT_EVERY_ROWS = 20_000  # rows written between background checkpoints
+_CHECKPOINT_EVERY_BATCHES = 100  # or batches (a small batch dirties more pages per row)
 # Batches touching at most this many invocations are written on the loop when the writer thread
 # is idle (see `Store.start_write`); bigger ones (catch-up, replay) go to the writer thread.
 INLINE_WRITE_MAX_VIEWS = 64
@@ -151,6 +154,7 @@ class Store:
         self._ckpt = ckpt
         self._point: sqlite3.Connection | None = None  # see `load_views_now`
         self._rows_since_checkpoint = 0
+        self._batches_since_checkpoint = 0
         self._wal_path = f"{path}-wal"
         self._write_failure: BaseException | None = None
         self._keys = KeyCache()  # the planner's (the loop thread's): see `storage.write_plan`
@@ -273,19 +277,23 @@ class Store:
                 raise
             seconds = time.perf_counter() - began
             self._rows_since_checkpoint += rows
+            self._batches_since_checkpoint += 1
             if in_writer_thread and _wal_size(wal_path) > WAL_SIZE_LIMIT:
-                self._rows_since_checkpoint = 0
+                self._rows_since_checkpoint = self._batches_since_checkpoint = 0
                 # See the module docstring: the next write rewinds the WAL. The batch is
                 # committed: a checkpoint that fails only delays the rewind.
                 with contextlib.suppress(sqlite3.Error):
                     _checkpoint(conn)
-            elif self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS:
-                self._rows_since_checkpoint = 0
+            elif (
+                self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS
+                or self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES
+            ):
+                self._rows_since_checkpoint = self._batches_since_checkpoint = 0
                 self._ckpt.submit_detached(_checkpoint)
             return seconds
 
         writer = self._writer
-        if rows <= INLINE_WRITE_MAX_VIEWS and writer.idle:
+        if rows <= INLINE_WRITE_MAX_VIEWS and writer.idle and _wal_size(wal_path) <= WAL_SIZE_LIMIT:
             # A small batch commits right here on the loop (a few hundred µs): cheaper than the
             # hop to the writer thread and back.
             done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
