@@ -66,7 +66,7 @@ def peak_rss_mb() -> float:
     Not `ru_maxrss` where /proc is there: Linux carries a process's peak over `fork` + `exec`, so a
     child measured that way reports at least its parent's size when it was spawned (this bench's
     parent holds the whole workload: every child then read ~380 MB, the parent's size). `VmHWM` is
-    the peak of the memory the current program mapped."""
+    the peak resident set of the current program (`exec` starts it afresh)."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:

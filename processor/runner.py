@@ -272,6 +272,16 @@ class Runner:
                         finally:
                             self._overlay = None
                         if batch is not None and batch.applied:
+                            if (
+                                inflight is not None
+                                and inflight.commit is not None
+                                and not inflight.commit.done()
+                                and self.store.commits_inline_when_idle(batch.writes)
+                            ):
+                                # A small batch commits on the loop only while the writer thread
+                                # is idle: queued behind the one in flight, it would go to the
+                                # thread, and so would every small batch after it.
+                                await asyncio.wait([inflight.commit])
                             batch.commit = self.store.start_write(batch.writes)
                     done = inflight
                     inflight = batch if batch is not None and batch.applied else None

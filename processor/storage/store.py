@@ -19,9 +19,14 @@ grew a 1.7 GB WAL beside a 316 MB store, and 75k commands in batches of 8 (a bus
 a 1 GB WAL beside 11 MB. So once the WAL file outgrows `WAL_SIZE_LIMIT`, the writer thread
 finishes the job itself right after its next COMMIT (the background checkpoints have copied most
 frames by then, and nothing writes meanwhile), and the next write rewinds the WAL;
-`journal_size_limit` gives the disk space back. A batch small enough to commit on the loop goes to
-the writer thread instead while the WAL is over the limit: the loop itself never checkpoints (it
-may fsync).
+`journal_size_limit` gives the disk space back. The loop never checkpoints (a checkpoint may
+fsync), and the write that rewinds the WAL (which syncs the new WAL header) happens in the writer
+thread too: a batch small enough to commit on the loop goes to the writer thread instead while
+the WAL is over the limit, or when a background checkpoint has just copied every frame. Only a
+batch that starts in the instant between such a checkpoint's end and its report can still rewind
+on the loop. As SQLite requires, a reader holding a read transaction at that write also blocks the
+rewind: our readers' transactions are short, but a reader that never lets go (an outside tool
+keeping one open) keeps the WAL growing.
 """
 
 from __future__ import annotations
@@ -140,8 +145,10 @@ def _wal_size(path: str) -> int:
         return 0
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+def _checkpoint(conn: sqlite3.Connection) -> bool:
+    """A PASSIVE checkpoint; True when it copied every frame (the next write rewinds the WAL)."""
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return bool(busy == 0 and frames == copied)
 
 
 class Store:
@@ -155,7 +162,11 @@ class Store:
         self._point: sqlite3.Connection | None = None  # see `load_views_now`
         self._rows_since_checkpoint = 0
         self._batches_since_checkpoint = 0
-        self._wal_path = f"{path}-wal"
+        # Set by a background checkpoint that copied every frame: the next write will rewind the
+        # WAL, so it must not run on the loop (see the module docstring).
+        self._rewind_due = False
+        # SQLite puts the WAL beside the file a symlink points to.
+        self._wal_path = f"{os.path.realpath(path)}-wal"
         self._write_failure: BaseException | None = None
         self._keys = KeyCache()  # the planner's (the loop thread's): see `storage.write_plan`
         # Called inside the batch transaction right before COMMIT (tests use it to crash there).
@@ -235,7 +246,8 @@ class Store:
     def start_write(self, writes: BatchWrites) -> asyncio.Future[float]:
         """Plan the batch's transaction here and queue it on the writer thread; the future
         resolves after COMMIT with the transaction's duration in seconds (BEGIN to COMMIT,
-        queueing excluded).
+        queueing excluded). Now and then the writer thread also checkpoints right after a COMMIT
+        (see the module docstring: ~5-25 ms here), and the future resolves after that.
 
         Batches are written in the order they are started. They must be started from one thread,
         with at most one started batch not yet committed when the next is started (the runner's
@@ -269,6 +281,8 @@ class Store:
                 raise StoreWriteFailed(
                     f"an earlier batch write failed ({self._write_failure!r}); reopen the store"
                 )
+            if in_writer_thread:
+                self._rewind_due = False  # this write is the one that rewinds, if one is due
             began = time.perf_counter()
             try:
                 execute_plan(conn, plan, hook)
@@ -289,11 +303,16 @@ class Store:
                 or self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES
             ):
                 self._rows_since_checkpoint = self._batches_since_checkpoint = 0
-                self._ckpt.submit_detached(_checkpoint)
+                self._ckpt.submit_detached(self._background_checkpoint)
             return seconds
 
         writer = self._writer
-        if rows <= INLINE_WRITE_MAX_VIEWS and writer.idle and _wal_size(wal_path) <= WAL_SIZE_LIMIT:
+        if (
+            rows <= INLINE_WRITE_MAX_VIEWS
+            and writer.idle
+            and not self._rewind_due
+            and _wal_size(wal_path) <= WAL_SIZE_LIMIT
+        ):
             # A small batch commits right here on the loop (a few hundred µs): cheaper than the
             # hop to the writer thread and back.
             done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -303,6 +322,15 @@ class Store:
                 done.set_exception(exc)
             return done
         return writer.submit(write)
+
+    def commits_inline_when_idle(self, writes: BatchWrites) -> bool:
+        """Whether `start_write` commits this batch on the loop when the writer thread is idle
+        (small batches; see `INLINE_WRITE_MAX_VIEWS`)."""
+        return len(writes) <= INLINE_WRITE_MAX_VIEWS
+
+    def _background_checkpoint(self, conn: sqlite3.Connection) -> None:
+        if _checkpoint(conn):
+            self._rewind_due = True
 
     async def write_batch(self, writes: BatchWrites) -> float:
         """Write one batch in one transaction; returns the transaction's duration in seconds."""

@@ -181,3 +181,22 @@ async def test_a_batch_in_flight_is_finished_when_reading_the_next_one_fails(
     assert any(isinstance(a, StartAttempt) for a in delivered)
     await runner.wait_applied(4)
     await log.close()
+
+
+async def test_small_batches_go_back_to_committing_on_the_loop_after_one_went_to_the_writer(
+    open_store: StoreFactory,
+) -> None:
+    log = MemoryLog(clock=stepping_clock())
+    await log.append_batch(purge_then_reinvoke())
+    store = await open_store()
+    written_on: list[str] = []
+    store.before_commit = lambda: written_on.append(threading.current_thread().name)
+    store._rewind_due = True  # as after a background checkpoint: the next write leaves the loop
+    runner = Runner(log, store, batch_size=2)
+    await runner.catch_up()
+    assert runner.applied_lsn == 6
+    loop = threading.current_thread().name
+    # Queued behind the first batch, the second would go to the writer thread too, and so on.
+    assert written_on[0] != loop
+    assert written_on[1:] == [loop, loop]
+    await log.close()

@@ -30,9 +30,9 @@ def small_wal_limit(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     threads: list[str] = []
     checkpoint = store_module._checkpoint
 
-    def recording(conn: sqlite3.Connection) -> None:
+    def recording(conn: sqlite3.Connection) -> bool:
         threads.append(threading.current_thread().name)
-        checkpoint(conn)
+        return checkpoint(conn)
 
     monkeypatch.setattr(store_module, "_checkpoint", recording)
     return threads
@@ -70,6 +70,9 @@ async def test_small_batches_keep_the_wal_bounded_without_checkpointing_on_the_l
 ) -> None:
     store = await Store.open(tmp_path / "state.db")
     wal = tmp_path / "state.db-wal"
+    loop = threading.current_thread().name
+    written_on: list[str] = []
+    store.before_commit = lambda: written_on.append(threading.current_thread().name)
     sizes: list[int] = []
     try:
         for n in range(150):
@@ -82,4 +85,28 @@ async def test_small_batches_keep_the_wal_bounded_without_checkpointing_on_the_l
     steps = [b - a for a, b in itertools.pairwise(sizes)]
     assert sum(step for step in steps if step > 0) > 2 * LIMIT
     assert max(sizes) <= LIMIT + 2 * max(steps)
-    assert small_wal_limit and threading.current_thread().name not in small_wal_limit
+    assert small_wal_limit and loop not in small_wal_limit
+    # Only the two batches around a rewind leave the loop (the one that checkpoints, the one
+    # that rewinds); then batches commit inline again.
+    runs = "".join("L" if name == loop else "W" for name in written_on).split("L")
+    assert max(len(run) for run in runs) == 2
+
+
+async def test_a_background_checkpoint_that_copied_everything_sends_the_next_write_to_the_writer(
+    tmp_path: Path, small_wal_limit: list[str]
+) -> None:
+    store = await Store.open(tmp_path / "state.db")
+    loop = threading.current_thread().name
+    written_on: list[str] = []
+    store.before_commit = lambda: written_on.append(threading.current_thread().name)
+    try:
+        await store.write_batch(batch(1, *views("a", 8)))
+        # What the checkpointer thread runs every few batches, here with nothing writing.
+        await store._ckpt.run(store._background_checkpoint)
+        await store.write_batch(batch(2, *views("b", 8)))
+        await store.write_batch(batch(3, *views("c", 8)))
+    finally:
+        store.close()
+    assert written_on[0] == loop
+    assert written_on[1] != loop  # the write that rewinds the WAL (and syncs its header)
+    assert written_on[2] == loop
