@@ -26,7 +26,8 @@ the WAL is over the limit, or when a background checkpoint has just copied every
 batch that starts in the instant between such a checkpoint's end and its report can still rewind
 on the loop. As SQLite requires, a reader holding a read transaction at that write also blocks the
 rewind: our readers' transactions are short, but a reader that never lets go (an outside tool
-keeping one open) keeps the WAL growing.
+keeping one open) keeps the WAL growing, and the writer logs `state_wal_not_rewinding` each time
+the WAL doubles past 4x the limit.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import structlog
 
 from processor.commands import TimerKey, TimerKind
 from processor.state_machine.types import Event
@@ -62,6 +64,8 @@ _CHECKPOINT_EVERY_BATCHES = 100  # or batches (a small batch dirties more pages 
 # is idle (see `Store.start_write`); bigger ones (catch-up, replay) go to the writer thread.
 INLINE_WRITE_MAX_VIEWS = 64
 _TIMER_KINDS = {k.value: k for k in TimerKind}
+
+logger = structlog.get_logger("store")
 
 
 def _unpack(blob: bytes) -> Any:
@@ -165,6 +169,7 @@ class Store:
         # Set by a background checkpoint that copied every frame: the next write will rewind the
         # WAL, so it must not run on the loop (see the module docstring).
         self._rewind_due = False
+        self._wal_warned_at = 4 * WAL_SIZE_LIMIT  # the WAL size that earns the next warning
         # SQLite puts the WAL beside the file a symlink points to.
         self._wal_path = f"{os.path.realpath(path)}-wal"
         self._write_failure: BaseException | None = None
@@ -298,6 +303,7 @@ class Store:
                 # committed: a checkpoint that fails only delays the rewind.
                 with contextlib.suppress(sqlite3.Error):
                     _checkpoint(conn)
+                self._warn_if_the_wal_cannot_rewind(_wal_size(wal_path))
             elif (
                 self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS
                 or self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES
@@ -327,6 +333,22 @@ class Store:
         """Whether `start_write` commits this batch on the loop when the writer thread is idle
         (small batches; see `INLINE_WRITE_MAX_VIEWS`)."""
         return len(writes) <= INLINE_WRITE_MAX_VIEWS
+
+    def _warn_if_the_wal_cannot_rewind(self, size: int) -> None:
+        if size < self._wal_warned_at:
+            return
+        self._wal_warned_at = 2 * size
+        logger.warning(
+            "state_wal_not_rewinding",
+            path=self.path,
+            wal_mib=size >> 20,
+            message=(
+                f"the SQLite WAL of {self.path} is {size >> 20} MiB and cannot start over: a "
+                "reader keeps a read transaction open on it (an sqlite3 shell left inside BEGIN, "
+                "a long backup or query). End that transaction; the WAL then shrinks back to "
+                f"{WAL_SIZE_LIMIT >> 20} MiB on its own."
+            ),
+        )
 
     def _background_checkpoint(self, conn: sqlite3.Connection) -> None:
         if _checkpoint(conn):

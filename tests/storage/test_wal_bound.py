@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from processor.storage import Store, schema
 from processor.storage import store as store_module
@@ -110,3 +111,31 @@ async def test_a_background_checkpoint_that_copied_everything_sends_the_next_wri
     assert written_on[0] == loop
     assert written_on[1] != loop  # the write that rewinds the WAL (and syncs its header)
     assert written_on[2] == loop
+
+
+async def test_a_reader_that_never_ends_its_transaction_gets_the_writer_to_warn(
+    tmp_path: Path, small_wal_limit: list[str]
+) -> None:
+    store = await Store.open(tmp_path / "state.db")
+    await store.write_batch(batch(1, *views("first", 8)))
+    outside = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    outside.execute("BEGIN")
+    outside.execute("SELECT COUNT(*) FROM invocations").fetchone()  # the snapshot pins the WAL
+    try:
+        with capture_logs() as logs:
+            for n in range(80):
+                await store.write_batch(batch(n + 2, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
+        warnings = [e for e in logs if e["event"] == "state_wal_not_rewinding"]
+        assert warnings and warnings[0]["log_level"] == "warning"
+        assert "read transaction" in warnings[0]["message"]
+        # warned again only each time the WAL doubles, not at every batch
+        assert len(warnings) < 10
+        sizes = [w["wal_mib"] for w in warnings]
+        assert all(later >= 2 * earlier for earlier, later in itertools.pairwise(sizes))
+        outside.execute("COMMIT")
+        for n in range(80, 90):
+            await store.write_batch(batch(n + 2, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
+        assert (tmp_path / "state.db-wal").stat().st_size <= 2 * LIMIT
+    finally:
+        outside.close()
+        store.close()
