@@ -335,6 +335,9 @@ class Store:
         return len(writes) <= INLINE_WRITE_MAX_VIEWS
 
     def _warn_if_the_wal_cannot_rewind(self, size: int) -> None:
+        if size < 4 * WAL_SIZE_LIMIT:
+            self._wal_warned_at = 4 * WAL_SIZE_LIMIT  # rewinding again: warn afresh next time
+            return
         if size < self._wal_warned_at:
             return
         self._wal_warned_at = 2 * size
