@@ -136,6 +136,15 @@ async def test_a_reader_that_never_ends_its_transaction_gets_the_writer_to_warn(
         for n in range(80, 90):
             await store.write_batch(batch(n + 2, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
         assert (tmp_path / "state.db-wal").stat().st_size <= 2 * LIMIT
+        # Pinned again later: warned again from the start, not only past the old high mark.
+        outside.execute("BEGIN")
+        outside.execute("SELECT COUNT(*) FROM invocations").fetchone()
+        with capture_logs() as later:
+            for n in range(90, 110):
+                await store.write_batch(batch(n + 2, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
+        again = [e for e in later if e["event"] == "state_wal_not_rewinding"]
+        assert again and again[0]["wal_mib"] < sizes[-1]
+        outside.execute("COMMIT")
     finally:
         outside.close()
         store.close()
