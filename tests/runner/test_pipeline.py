@@ -37,6 +37,12 @@ def purge_then_reinvoke() -> list[bytes]:
     ]
 
 
+async def purge_then_reinvoke_log() -> MemoryLog:
+    log = MemoryLog(clock=stepping_clock())
+    await log.append_batch(purge_then_reinvoke())
+    return log
+
+
 def hold_first_commit_until_second_batch_is_planned(store: Store) -> list[str]:
     """Block batch 1's COMMIT (in the writer thread) until the runner has started batch 2's
     write; if the runner does not overlap them, the hook gives up and fails the batch."""
@@ -72,8 +78,7 @@ def through_writer_thread(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_next_batch_is_applied_while_the_previous_one_commits_and_sees_its_purge(
     open_store: StoreFactory, through_writer_thread: None
 ) -> None:
-    log = MemoryLog(clock=stepping_clock())
-    await log.append_batch(purge_then_reinvoke())
+    log = await purge_then_reinvoke_log()
     reference = await open_store("reference.db")
     await Runner(log, reference, batch_size=1000).catch_up()
 
@@ -93,8 +98,7 @@ async def test_next_batch_is_applied_while_the_previous_one_commits_and_sees_its
 async def test_a_failed_batch_write_keeps_the_batch_queued_behind_it_from_committing(
     open_store: StoreFactory, through_writer_thread: None
 ) -> None:
-    log = MemoryLog(clock=stepping_clock())
-    await log.append_batch(purge_then_reinvoke())
+    log = await purge_then_reinvoke_log()
     store = await open_store()
     started = threading.Event()
     real_start = store.start_write
@@ -130,8 +134,7 @@ async def test_a_failed_batch_write_keeps_the_batch_queued_behind_it_from_commit
 async def test_a_batch_committed_inline_answers_before_the_next_batch_is_applied(
     open_store: StoreFactory,
 ) -> None:
-    log = MemoryLog(clock=stepping_clock())
-    await log.append_batch(purge_then_reinvoke())
+    log = await purge_then_reinvoke_log()
     store = await open_store()
     events: list[str] = []
     real_start = store.start_write
@@ -155,8 +158,7 @@ async def test_a_batch_committed_inline_answers_before_the_next_batch_is_applied
 async def test_a_batch_in_flight_is_finished_when_reading_the_next_one_fails(
     open_store: StoreFactory, through_writer_thread: None
 ) -> None:
-    log = MemoryLog(clock=stepping_clock())
-    await log.append_batch(purge_then_reinvoke())
+    log = await purge_then_reinvoke_log()
     store = await open_store()
     real_read = log.read_batch
     reads = [0]
@@ -186,8 +188,7 @@ async def test_a_batch_in_flight_is_finished_when_reading_the_next_one_fails(
 async def test_small_batches_go_back_to_committing_on_the_loop_after_one_went_to_the_writer(
     open_store: StoreFactory,
 ) -> None:
-    log = MemoryLog(clock=stepping_clock())
-    await log.append_batch(purge_then_reinvoke())
+    log = await purge_then_reinvoke_log()
     store = await open_store()
     written_on: list[str] = []
     store.before_commit = lambda: written_on.append(threading.current_thread().name)
