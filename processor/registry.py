@@ -284,6 +284,33 @@ class Registry:
         deployment = self.latest_for(service)
         return deployment is not None and handler in deployment.services[service].handlers
 
+    def unknown_target_message(self, service: str, handler: str) -> str:
+        """Why `service/handler` cannot be invoked (`handler_exists` is False), and what to do.
+
+        New invocations start on the latest deployment of their service, so a handler that only an
+        older deployment still serves is not invokable (as in Restate, the latest deployment
+        defines a service's handlers); the message says which deployment that is."""
+        register = "`processor deployments register <uri>` (POST /deployments on the admin API)"
+        latest = self.latest_for(service)
+        if latest is None:
+            return (
+                f"no registered deployment serves {service}/{handler}; register one with {register}"
+            )
+        older = [
+            d.id
+            for d in self._ordered
+            if d is not latest and service in d.services and handler in d.services[service].handlers
+        ]
+        served = ", ".join(sorted(latest.services[service].handlers)) or "no handlers"
+        message = (
+            f"the latest deployment of service {service!r}, {latest.id} ({latest.uri}), has no "
+            f"handler {handler!r} (it has {served}); new invocations start on the latest "
+            "deployment"
+        )
+        if older:
+            message += f", so the older {', '.join(older)} serving it is not used"
+        return f"{message}. Register a deployment that serves {service}/{handler} with {register}"
+
     def resolve_retry_policy(
         self,
         service: str,

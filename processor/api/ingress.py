@@ -150,11 +150,7 @@ class Ingress:
         service = request.match_info["service"]
         handler = request.match_info["handler"]
         if not self.registry.handler_exists(service, handler):
-            raise ApiError(
-                404,
-                f"no registered deployment serves {service}/{handler}; register one with "
-                "`processor deployments register <uri>` (POST /deployments on the admin API)",
-            )
+            raise ApiError(404, self.registry.unknown_target_message(service, handler))
         key = request.headers.get("idempotency-key")
         if key is not None:
             key = _utf8_header("idempotency-key", key)

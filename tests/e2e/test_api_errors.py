@@ -96,12 +96,16 @@ async def test_every_error_code_names_the_object_and_reason_and_rejections_appen
     assert status == 400 and "delay" in message and "soon" in message, message
 
     # Ingress 404: no registered deployment serves the target; the message says what to do.
-    for path in ("Nowhere/process", "Nowhere/process/send", "Checkout/missing"):
+    for path, why in (
+        ("Nowhere/process", "no registered deployment serves Nowhere/process"),
+        ("Nowhere/process/send", "no registered deployment serves Nowhere/process"),
+        ("Checkout/missing", "of service 'Checkout'"),
+    ):
         status, message = await answer(http, "POST", f"{ingress}/{path}", json={})
-        target = path.removesuffix("/send")
         assert status == 404, (path, status, message)
-        assert f"no registered deployment serves {target}" in message, message
+        assert why in message, message
         assert "processor deployments register" in message, message
+    assert "has no handler 'missing'" in message, message
 
     assert await log_tails(daemon.data_dir, daemon.partitions) == before
 

@@ -119,6 +119,26 @@ async def test_same_uri_with_different_services_is_a_new_version(tmp_path: Path)
     assert [d.id for d in registry.list()] == [v2.id, v1.id]  # newest first
 
 
+async def test_handler_only_an_older_deployment_serves_is_not_invokable_and_the_message_says_why(
+    tmp_path: Path,
+) -> None:
+    d = Discovery(doc({"name": "Greeter", "handlers": [{"name": "greet"}, {"name": "wave"}]}))
+    registry = Registry(tmp_path / "deployments.db")
+    async with discovery_server(d) as uri:
+        v1, _ = await registry.register(uri)
+        d.answer = doc(GREETER)  # the new version dropped `wave`
+        v2, _ = await registry.register(uri)
+    assert registry.handler_exists("Greeter", "greet")
+    assert not registry.handler_exists("Greeter", "wave")
+    message = registry.unknown_target_message("Greeter", "wave")
+    assert f"latest deployment of service 'Greeter', {v2.id}" in message, message
+    assert "has no handler 'wave' (it has greet)" in message, message
+    assert f"the older {v1.id} serving it is not used" in message, message
+    assert "processor deployments register" in message, message
+    unknown = registry.unknown_target_message("Nowhere", "run")
+    assert unknown.startswith("no registered deployment serves Nowhere/run;"), unknown
+
+
 async def test_latest_for_is_the_most_recent_deployment_serving_the_service(
     tmp_path: Path,
 ) -> None:
