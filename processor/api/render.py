@@ -99,7 +99,13 @@ def journal_entry_json(index: int, entry: dict[str, Any], appended_at: int) -> d
 
 
 def event_json(event: Event) -> dict[str, Any]:
-    return {"kind": event.kind, "at": iso(event.at), "seq": event.seq, **_plain(event.data)}
+    """An event with its data's times (integer `*_at` fields, e.g. 'created'`s `execute_at`) as
+    ISO-8601 like every other time in the API."""
+    out: dict[str, Any] = {"kind": event.kind, "at": iso(event.at), "seq": event.seq}
+    for key, value in _plain(event.data).items():
+        is_time = key.endswith("_at") and isinstance(value, int) and not isinstance(value, bool)
+        out[key] = iso(value) if is_time else value
+    return out
 
 
 def invocation_summary(view: InvocationView) -> dict[str, Any]:

@@ -1,0 +1,37 @@
+"""The admin API's JSON shapes (`processor.api.render`): times and payloads."""
+
+from __future__ import annotations
+
+from processor.api.render import event_json, journal_entry_json, result_json
+from processor.state_machine.types import Event
+from processor.status import Result
+
+MS = 1_795_843_858_038  # 2026-11-28T05:30:58.038Z
+
+
+def test_event_data_times_are_iso_8601_like_every_other_time() -> None:
+    created = Event(0, "created", MS, {"status": "scheduled", "execute_at": MS + 1500})
+    assert event_json(created) == {
+        "kind": "created",
+        "at": "2026-11-28T05:30:58.038Z",
+        "seq": 0,
+        "status": "scheduled",
+        "execute_at": "2026-11-28T05:30:59.538Z",
+    }
+
+
+def test_event_data_that_is_not_a_time_is_left_as_it_is() -> None:
+    event = Event(3, "transient-error", MS, {"code": 500, "attempt": 2, "related_at": "x"})
+    body = event_json(event)
+    assert (body["code"], body["attempt"], body["related_at"]) == (500, 2, "x")
+
+
+def test_journal_wake_up_time_is_iso_8601() -> None:
+    entry = journal_entry_json(2, {"kind": "sleep", "completion_id": 1, "wake_up_at": MS}, MS)
+    assert entry["wake_up_at"] == "2026-11-28T05:30:58.038Z"
+
+
+def test_result_is_decoded_json_or_base64_under_its_own_key() -> None:
+    assert result_json(Result(value=b'{"ok": true}')) == {"value": {"ok": True}, "value_size": 12}
+    binary = result_json(Result(value=b"\xff\x00"))
+    assert binary == {"value_size": 2, "value_base64": "/wA="}
