@@ -4,7 +4,10 @@ pre-status `paused`, `suspended`: → `running`; StartAttempt(next attempt) from
 pre-status `backing-off`: → `running` now; CancelTimer(RETRY attempt) and its row deleted;
                           StartAttempt(next attempt).
 pre-status `running`: nothing changes, 200; but 409 when the command asks for a deployment other
-                      than the pin (a running invocation runs on its pin; pause it first).
+                      than the pin (a running invocation runs on its pin; pause it first). Not
+                      pinned yet (its attempt has not reported where it runs): the command's
+                      deployment becomes the pin, 200 (SPEC §3.4: "not pinned yet ... accepted
+                      and pinned"); the attempt in flight goes on, and the next one runs there.
 not found 404; `scheduled` 425 (not started yet); `completed` 409.
 
 Every resume that starts an attempt: `retry_count` = 0 (a fresh retry budget), `pinned_deployment`
@@ -19,7 +22,7 @@ from typing import Any
 
 from processor.actions import CancelTimer
 from processor.commands import Resume, TimerKey, TimerKind
-from processor.state_machine.lifecycle.common import emit, reply, start_attempt
+from processor.state_machine.lifecycle.common import emit, evolve, reply, start_attempt
 from processor.state_machine.types import ApplyContext, Transition
 from processor.status import InvocationView
 
@@ -66,15 +69,16 @@ def resume_backing_off(view: InvocationView, cmd: Resume, ctx: ApplyContext) -> 
 
 
 def resume_running(view: InvocationView, cmd: Resume, ctx: ApplyContext) -> Transition:
+    ok = {"status": view.status.value, "attempt": view.attempt}
+    if cmd.deployment_id is not None and view.pinned_deployment is None:
+        pinned = evolve(view, pinned_deployment=cmd.deployment_id)
+        return Transition(pinned, changed=True, actions=reply(cmd.request_id, 200, ok))
     if cmd.deployment_id is not None and cmd.deployment_id != view.pinned_deployment:
-        pinned = view.pinned_deployment or "no deployment yet"
+        pinned = view.pinned_deployment
         message = (
             f"invocation {view.id} is running (pinned to {pinned}); it cannot move to "
             f"deployment {cmd.deployment_id} while an attempt runs: pause it first, then resume "
             "it with the deployment"
         )
         return Transition(view, actions=reply(cmd.request_id, 409, {"message": message}))
-    return Transition(
-        view,
-        actions=reply(cmd.request_id, 200, {"status": view.status.value, "attempt": view.attempt}),
-    )
+    return Transition(view, actions=reply(cmd.request_id, 200, ok))
