@@ -363,9 +363,13 @@ def resolve_resume_deployment(
     Rejections are 400s whose message names the deployment and the reason. Whether a deployment
     change is allowed in the invocation's status (409 while running) is the state machine's call.
     """
-    choice = (option or "keep").strip()
+    choice = "keep" if option is None else option.strip()
     if choice == "keep":
         return ResumeTarget(None, None)
+    if not choice:
+        return ResumeRejected(
+            400, "the deployment option is empty; use 'keep', 'latest' or a deployment id"
+        )
     target = f"{view.service}/{view.handler}"
     if choice == "latest":
         deployment = registry.latest_for(view.service)
@@ -384,7 +388,11 @@ def resolve_resume_deployment(
             )
         found = registry.get(choice)
         if found is None:
-            return ResumeRejected(400, f"deployment {choice} is not registered")
+            return ResumeRejected(
+                400,
+                f"deployment {choice} is not registered; list the registered ones with "
+                "`processor deployments list`, or use deployment=latest",
+            )
         deployment = found
     info = deployment.services.get(view.service)
     if info is None:

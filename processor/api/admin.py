@@ -29,7 +29,9 @@ from processor.registry import (
     resolve_resume_deployment,
 )
 from processor.retry import RetryPolicy
-from processor.state_machine.types import Event
+from processor.state_machine import apply
+from processor.state_machine.lifecycle.common import not_found
+from processor.state_machine.types import ApplyContext, Event
 from processor.status import InvocationView, Status
 
 DEFAULT_LIST_LIMIT = 100
@@ -46,6 +48,16 @@ VERB_COMMANDS: dict[str, Callable[[str, str], Command]] = {
     "purge": Purge,
 }
 VERBS = ("pause", "resume", "cancel", "kill", "purge")
+
+
+def _refusal(view: InvocationView, command: Command) -> ApiError | None:
+    """The state machine's negative answer to `command` on `view` (applied in memory only), or None
+    when the command would be accepted."""
+    transition = apply(view, command, ApplyContext(0, 0))
+    for action in transition.actions:
+        if isinstance(action, Reply) and action.code >= 400:
+            return ApiError(action.code, str(action.body.get("message", "")))
+    return None
 
 
 def check_statuses(statuses: Sequence[str] | None) -> None:
@@ -114,12 +126,16 @@ class AdminApi:
         if deployment != "keep":
             view = await partition.get_view(invocation_id)
             if view is None:
-                raise ApiError(404, f"invocation {invocation_id} not found")
+                raise ApiError(404, not_found(invocation_id))
             resolved = resolve_resume_deployment(
                 view, deployment, self.registry, self.default_policy
             )
             if isinstance(resolved, ResumeRejected):
-                raise ApiError(resolved.code, resolved.message)
+                # A status no resume applies to (scheduled 425, completed 409) answers before the
+                # deployment's problem, as it does without the option. It is the state machine's
+                # own answer, computed on the view just read (pure; nothing is appended).
+                refusal = _refusal(view, Resume(invocation_id, None, None, "admin"))
+                raise refusal or ApiError(resolved.code, resolved.message)
             target = resolved
         return await partition.propose(
             lambda rid: Resume(invocation_id, target.deployment_id, target.retry_policy, rid)
@@ -189,7 +205,7 @@ class AdminApi:
         partition = self.router.for_id(invocation_id)
         view = await partition.get_view(invocation_id)
         if view is None:
-            raise ApiError(404, f"invocation {invocation_id} not found")
+            raise ApiError(404, not_found(invocation_id))
         journal, events = await asyncio.gather(
             partition.get_journal(invocation_id), partition.get_events(invocation_id)
         )
@@ -230,7 +246,11 @@ class AdminApi:
             raise ApiError(400, str(exc)) from None
         deployment = self.registry.get(raw)
         if deployment is None:
-            raise ApiError(404, f"deployment {raw} not found")
+            raise ApiError(
+                404,
+                f"deployment {raw} not found; list the registered ones with "
+                "`processor deployments list` (GET /deployments)",
+            )
         return web.json_response(deployment_json(deployment))
 
     async def health(self, request: web.Request) -> web.Response:

@@ -29,6 +29,7 @@ from processor.ids import (
 from processor.registry import Registry
 from processor.retry import RetryPolicy, parse_duration_ms
 from processor.state_machine.fast import maker
+from processor.state_machine.lifecycle.common import not_found
 from processor.status import Failure, Result
 
 NOT_READY = 470  # Restate's "not ready yet" for GET …/output
@@ -221,7 +222,7 @@ class Ingress:
         invocation_id = parse_id(request.match_info["id"])
         view = await self.router.for_id(invocation_id).get_view(invocation_id)
         if view is None:
-            raise ApiError(404, f"invocation {invocation_id} not found")
+            raise ApiError(404, not_found(invocation_id))
         if view.result is None:
             raise ApiError(
                 NOT_READY,
@@ -237,7 +238,7 @@ class Ingress:
         try:
             view = await partition.get_view(invocation_id)
             if view is None:
-                raise ApiError(404, f"invocation {invocation_id} not found")
+                raise ApiError(404, not_found(invocation_id))
             result = view.result if view.result is not None else await waiter
         finally:
             partition.forget_waiter(invocation_id, waiter)

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from processor.api.admin import VERBS
 from processor.ids import make_invocation_id
 from tests.leader.e2e_support import CHECKOUT, GREETER
 
@@ -75,9 +76,11 @@ async def test_every_error_code_names_the_object_and_reason_and_rejections_appen
     assert greeter_dp in message and paused in message, message
     assert "does not serve service 'Checkout'" in message, message
     status, message = await answer(http, "PATCH", resume, params={"deployment": UNKNOWN_DP})
-    assert (status, message) == (400, f"deployment {UNKNOWN_DP} is not registered")
+    assert status == 400 and f"deployment {UNKNOWN_DP} is not registered;" in message, message
     status, message = await answer(http, "PATCH", resume, params={"deployment": "newest"})
     assert status == 400 and "'newest'" in message and "'keep', 'latest'" in message, message
+    status, message = await answer(http, "PATCH", resume, params={"deployment": ""})
+    assert status == 400 and "empty" in message and "'keep', 'latest'" in message, message
 
     # 400: malformed bodies and parameters.
     status, message = await answer(
@@ -110,13 +113,20 @@ async def test_every_error_code_names_the_object_and_reason_and_rejections_appen
     assert await log_tails(daemon.data_dir, daemon.partitions) == before
 
     # 404 unknown id: describe, a verb, the ingress output.
-    status, message = await answer(http, "GET", f"{admin}/invocations/{UNKNOWN_ID}")
-    assert (status, message) == (404, f"invocation {UNKNOWN_ID} not found")
-    status, message = await answer(http, "GET", f"{ingress}/invocations/{UNKNOWN_ID}/output")
-    assert (status, message) == (404, f"invocation {UNKNOWN_ID} not found")
-    for verb in ("pause", "resume", "cancel", "kill", "purge"):
-        status, message = await answer(http, "PATCH", f"{admin}/invocations/{UNKNOWN_ID}/{verb}")
-        assert status == 404 and UNKNOWN_ID in message and "not found" in message, (verb, message)
+    # Every one says what to do (check the id), the same words wherever it is asked.
+    unknown = f"invocation {UNKNOWN_ID} not found"
+    for method, url, params in (
+        ("GET", f"{admin}/invocations/{UNKNOWN_ID}", {}),
+        ("GET", f"{ingress}/invocations/{UNKNOWN_ID}/output", {}),
+        ("PATCH", f"{admin}/invocations/{UNKNOWN_ID}/resume", {"deployment": "latest"}),
+        *(("PATCH", f"{admin}/invocations/{UNKNOWN_ID}/{verb}", {}) for verb in VERBS),
+    ):
+        status, message = await answer(http, method, url, params=params)
+        assert status == 404 and message.startswith(unknown), (url, message)
+        assert "processor invocations list" in message, (url, message)
+    status, message = await answer(http, "GET", f"{admin}/deployments/{UNKNOWN_DP}")
+    assert status == 404 and UNKNOWN_DP in message, message
+    assert "processor deployments list" in message, message
 
     # 409: verbs that do not apply to the status; the message names the invocation and why.
     status, message = await answer(http, "PATCH", f"{admin}/invocations/{completed}/pause")
@@ -134,6 +144,15 @@ async def test_every_error_code_names_the_object_and_reason_and_rejections_appen
     status, message = await answer(http, "PATCH", f"{admin}/invocations/{scheduled}/resume")
     assert status == 425 and scheduled in message, message
     assert "scheduled" in message or "not started" in message, message
+
+    # The status comes first, with a deployment option too, even one that could not be used.
+    for option in ("latest", greeter_dp, UNKNOWN_DP):
+        url = f"{admin}/invocations/{scheduled}/resume"
+        status, message = await answer(http, "PATCH", url, params={"deployment": option})
+        assert status == 425 and "has not started yet" in message, (option, message)
+        url = f"{admin}/invocations/{completed}/resume"
+        status, message = await answer(http, "PATCH", url, params={"deployment": option})
+        assert status == 409 and "completed" in message, (option, message)
 
     # Ingress 470: the output is not ready; the message says how to wait for it.
     status, message = await answer(http, "GET", f"{ingress}/invocations/{paused}/output")

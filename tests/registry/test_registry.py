@@ -267,7 +267,9 @@ async def test_resolve_resume_deployment_keep_latest_and_explicit(tmp_path: Path
     assert isinstance(wrong, ResumeRejected) and wrong.code == 400
     assert greeter.id in wrong.message and "does not serve service 'Checkout'" in wrong.message
     unknown = resolve_resume_deployment(view(), "dp_0000000000000000000009", registry)
-    assert unknown == ResumeRejected(400, "deployment dp_0000000000000000000009 is not registered")
+    assert isinstance(unknown, ResumeRejected) and unknown.code == 400
+    assert unknown.message.startswith("deployment dp_0000000000000000000009 is not registered;")
+    assert "processor deployments list" in unknown.message
     malformed = resolve_resume_deployment(view(), "newest", registry)
     assert isinstance(malformed, ResumeRejected) and "malformed deployment id" in malformed.message
     no_handler = resolve_resume_deployment(view(handler="ship"), v2.id, registry)

@@ -71,8 +71,8 @@ def resume_backing_off(view: InvocationView, cmd: Resume, ctx: ApplyContext) -> 
 def resume_running(view: InvocationView, cmd: Resume, ctx: ApplyContext) -> Transition:
     ok = {"status": view.status.value, "attempt": view.attempt}
     if cmd.deployment_id is not None and view.pinned_deployment is None:
-        pinned = evolve(view, pinned_deployment=cmd.deployment_id)
-        return Transition(pinned, changed=True, actions=reply(cmd.request_id, 200, ok))
+        new = evolve(view, pinned_deployment=cmd.deployment_id)
+        return Transition(new, changed=True, actions=reply(cmd.request_id, 200, ok))
     if cmd.deployment_id is not None and cmd.deployment_id != view.pinned_deployment:
         pinned = view.pinned_deployment
         message = (
