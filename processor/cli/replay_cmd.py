@@ -59,13 +59,29 @@ async def _run(
         await log.close()
 
 
-def _print_human(result: ReplayResult, trace: str | None) -> None:
+def _owner_hint(trace: str, data_dir: Path | None, partition: int | None) -> str:
+    """Where `trace` lives when it is not the replayed partition (known with --data-dir only: the
+    partitions are the numbered directories there, and an id's key says which one owns it)."""
+    from processor.ids import partition_of
+
+    if data_dir is None or partition is None:
+        return ""
+    found = [p.name for p in (data_dir / "partitions").glob("*") if p.name.isdigit()]
+    if not found:
+        return ""
+    owner = partition_of(trace, len(found))
+    if owner == partition or str(owner) not in found:
+        return ""
+    return f"; {trace} belongs to partition {owner}: replay that one (--partition {owner})"
+
+
+def _print_human(result: ReplayResult, trace: str | None, hint: str = "") -> None:
     if trace is not None:
         click.echo(f"history of {trace} ({len(result.trace)} commands):")
         for line in result.trace:
             click.echo("  " + line.format())
         if not result.trace:
-            click.echo("  (no command in the replayed range touched it)")
+            click.echo(f"  (no command in the replayed range touched it{hint})")
     click.echo(f"records applied: {result.records}")
     click.echo(f"last LSN:        {result.last_lsn}")
     click.echo(f"digest:          {result.digest}")
@@ -118,9 +134,21 @@ def replay(
     from processor.replay import ReplayError
     from processor.runner import RunnerError, tune_switch_interval
 
+    from processor.ids import InvalidId, parse_invocation_id
+
     log_path, state_path = _paths(log_dir, state, data_dir, partition)
     if verify and state_path is None:
         raise click.UsageError("--verify needs --state (or --data-dir/--partition)")
+    if verify and until_lsn is not None:
+        raise click.UsageError(
+            "--verify replays up to the live store's applied LSN and compares the two; it cannot "
+            "stop at --until-lsn (replay to an LSN without --verify, with --out to keep the state)"
+        )
+    if trace is not None:
+        try:
+            parse_invocation_id(trace)
+        except InvalidId as exc:
+            raise click.UsageError(f"--trace: {exc}") from None
     if not log_path.is_dir():
         raise click.ClickException(f"log directory {log_path} does not exist")
     tune_switch_interval()
@@ -131,6 +159,7 @@ def replay(
     if as_json:
         click.echo(json.dumps(result.to_json(), sort_keys=True))
     else:
-        _print_human(result, trace)
+        hint = _owner_hint(trace, data_dir, partition) if trace is not None else ""
+        _print_human(result, trace, hint)
     if result.verified is False:
         raise SystemExit(1)

@@ -161,3 +161,31 @@ def test_missing_log_and_bad_option_combinations_are_usage_errors(
     assert code != 0 and "--state" in out
     code, out = run("--data-dir", data_dir)
     assert code != 0 and "--partition" in out
+
+
+def test_trace_of_a_malformed_id_is_a_usage_error_with_the_expected_form(data_dir: Path) -> None:
+    log_dir, _ = partition(data_dir)
+    code, out = run("--log", log_dir, "--trace", "inv_bad")
+    assert code == 2, out
+    assert "--trace: malformed invocation id 'inv_bad'" in out and "followed by" in out
+
+
+def test_trace_of_an_id_of_another_partition_says_which_one_to_replay(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from processor.ids import make_invocation_id, partition_of
+
+    copy = tmp_path / "two-partitions"
+    shutil.copytree(data_dir / "partitions" / "0", copy / "partitions" / "0")
+    (copy / "partitions" / "1").mkdir()
+    elsewhere = make_invocation_id(1 << 63, 5)  # the upper half of the key range
+    assert partition_of(elsewhere, 2) == 1
+    code, out = run("--data-dir", copy, "--partition", 0, "--trace", elsewhere)
+    assert code == 0, out
+    assert f"{elsewhere} belongs to partition 1: replay that one (--partition 1)" in out
+
+
+def test_verify_cannot_stop_at_until_lsn(data_dir: Path) -> None:
+    code, out = run("--data-dir", data_dir, "--partition", 0, "--verify", "--until-lsn", 17)
+    assert code == 2, out
+    assert "--verify" in out and "--until-lsn" in out
