@@ -131,10 +131,9 @@ def replay(
     """Rebuild a partition's state from its log into a fresh store (the live store is never
     touched) and print records applied, last LSN, digest and speed. Exits 1 on a divergence."""
     from processor.codec import CodecError
+    from processor.ids import InvalidId, parse_invocation_id
     from processor.replay import ReplayError
     from processor.runner import RunnerError, tune_switch_interval
-
-    from processor.ids import InvalidId, parse_invocation_id
 
     log_path, state_path = _paths(log_dir, state, data_dir, partition)
     if verify and state_path is None:
