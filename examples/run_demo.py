@@ -47,6 +47,28 @@ def register(uri: str) -> dict[str, object]:
         return result
 
 
+def warn_about_newer_deployments(ours: list[dict[str, object]]) -> None:
+    """The registry lives in ./data: a deployment registered in an earlier run (the fixed v2 of
+    the demo) may still be the latest of its service, and new invocations go to it."""
+    with urllib.request.urlopen(f"{ADMIN}/deployments", timeout=10) as answer:
+        registered = json.loads(answer.read())["deployments"]  # newest first
+    our_ids = {d["id"] for d in ours}
+    seen: set[str] = set()
+    for d in registered:
+        for service in d["services"]:
+            name = service["name"]
+            if name in seen:
+                continue
+            seen.add(name)
+            if d["id"] not in our_ids:
+                print(
+                    f"note: the latest deployment of {name} is {d['id']} at {d['uri']}, registered "
+                    "in an earlier run (the registry is kept in ./data); new invocations of "
+                    f"{name} go there. Start it again, or `rm -rf data` to begin afresh.",
+                    flush=True,
+                )
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # run the cleanup below, as Ctrl-C does
 
@@ -68,15 +90,18 @@ def main() -> int:
         for _, port, _ in DEPLOYMENTS:
             wait_for(f"http://127.0.0.1:{port}/discover", f"deployment on port {port}")
         wait_for(f"{ADMIN}/health", "the daemon's admin API")
+        ours: list[dict[str, object]] = []
         for _, port, _ in DEPLOYMENTS:
             d = register(f"http://127.0.0.1:{port}")
+            ours.append(d)
             print(f"registered deployment {d['id']} at http://127.0.0.1:{port}", flush=True)
+        warn_about_newer_deployments(ours)
         print(
             f"""
 The daemon is running (data in ./data). Try:
 
   curl -X POST {INGRESS}/Greeter/greet -H 'content-type: application/json' -d '"Ada"'
-  curl -X POST {INGRESS}/Checkout/process/send -d '{{"order": 1}}'   # v1 fails at step 3
+  curl -X POST {INGRESS}/Checkout/process/send -d '{{"id": "o-1"}}'   # v1 fails at step 3
   .venv/bin/processor invocations list
   .venv/bin/processor invocations describe <inv_id>    # after 3 attempts it is paused
   .venv/bin/python examples/checkout.py --port 9082 --version v2 &   # deploy the fix
