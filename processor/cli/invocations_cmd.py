@@ -162,7 +162,11 @@ def _run_one(client: AdminClient, verb: Verb, invocation_id: str, query: dict[st
 
 
 def _outcome(verb: Verb, invocation_id: str, answer: Answer) -> str:
-    if answer.ok:
+    if answer.ok and isinstance(answer.body, dict) and answer.body.get("already_running"):
+        meaning = "was already running, nothing to resume"
+        if answer.body.get("pinned_deployment"):
+            meaning += f"; pinned to {answer.body['pinned_deployment']} for its next attempt"
+    elif answer.ok:
         meaning = verb.meanings.get(answer.status, verb.past)
     else:
         meaning = _ERROR_MEANINGS.get(answer.status, "error")

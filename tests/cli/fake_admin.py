@@ -127,6 +127,9 @@ class FakeAdmin:
             invocation["status"] = new
         if verb == "kill" and code == 200:  # like the real server: the new status, no message
             return web.json_response({"status": invocation["status"]}, status=code)
+        if verb == "resume" and code == 200 and status == "running":  # as the real server answers
+            body = {"status": "running", "attempt": 1, "already_running": True}
+            return web.json_response(body, status=code)
         return web.json_response({"message": message}, status=code)
 
     async def register(self, request: web.Request) -> web.Response:

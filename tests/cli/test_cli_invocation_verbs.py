@@ -74,6 +74,14 @@ def test_resume_passes_deployment_latest_and_defaults_to_keep(admin: FakeAdmin) 
     assert sent == [{"deployment": ["latest"]}, {"deployment": [dp]}, {"deployment": ["keep"]}]
 
 
+def test_resume_running_invocation_says_it_was_already_running(admin: FakeAdmin) -> None:
+    inv = admin.add("Checkout/process", "running")
+    result = run(admin, "invocations", "resume", inv["id"])
+    assert result.exit_code == 0, result.output
+    assert f"{inv['id']}: was already running, nothing to resume (200 OK)" in result.stdout
+    assert "resumed" not in result.stdout
+
+
 def test_resume_scheduled_invocation_reports_425(admin: FakeAdmin) -> None:
     inv = admin.add("Checkout/process", "scheduled")
     result = run(admin, "invocations", "resume", inv["id"])

@@ -48,7 +48,7 @@ def test_resume_running_invocation_answers_200_and_changes_nothing() -> None:
     before = env.given(Status.RUNNING)
     actions = env.apply(resume())
     assert reply_code(actions) == 200
-    assert reply_body(actions) == {"status": "running", "attempt": 1}
+    assert reply_body(actions) == {"status": "running", "attempt": 1, "already_running": True}
     assert no_action(actions, StartAttempt)
     assert env.view() == before
 
@@ -77,7 +77,12 @@ def test_resume_running_unpinned_invocation_pins_the_deployment_and_starts_nothi
     assert before.pinned_deployment is None
     actions = env.apply(resume(deployment=DP_2))
     assert reply_code(actions) == 200
-    assert reply_body(actions) == {"status": "running", "attempt": 1}
+    assert reply_body(actions) == {
+        "status": "running",
+        "attempt": 1,
+        "already_running": True,
+        "pinned_deployment": DP_2,
+    }
     assert no_action(actions, StartAttempt) and no_action(actions, AbortAttempt)
     view = env.view()
     assert view.pinned_deployment == DP_2

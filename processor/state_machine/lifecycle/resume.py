@@ -3,11 +3,12 @@
 pre-status `paused`, `suspended`: → `running`; StartAttempt(next attempt) from the stored journal.
 pre-status `backing-off`: → `running` now; CancelTimer(RETRY attempt) and its row deleted;
                           StartAttempt(next attempt).
-pre-status `running`: nothing changes, 200; but 409 when the command asks for a deployment other
-                      than the pin (a running invocation runs on its pin; pause it first). Not
-                      pinned yet (its attempt has not reported where it runs): the command's
-                      deployment becomes the pin, 200 (SPEC §3.4: "not pinned yet ... accepted
-                      and pinned"); the attempt in flight goes on, and the next one runs there.
+pre-status `running`: nothing changes, 200 (`already_running` in the body); but 409 when the
+                      command asks for a deployment other than the pin (a running invocation
+                      runs on its pin; pause it first). Not pinned yet (its attempt has not
+                      reported where it runs): the command's deployment becomes the pin, 200
+                      (SPEC §3.4: "not pinned yet ... accepted and pinned"); the attempt in flight
+                      goes on, and the next one runs there.
 not found 404; `scheduled` 425 (not started yet); `completed` 409.
 
 Every resume that starts an attempt: `retry_count` = 0 (a fresh retry budget), `pinned_deployment`
@@ -69,9 +70,12 @@ def resume_backing_off(view: InvocationView, cmd: Resume, ctx: ApplyContext) -> 
 
 
 def resume_running(view: InvocationView, cmd: Resume, ctx: ApplyContext) -> Transition:
-    ok = {"status": view.status.value, "attempt": view.attempt}
+    # `already_running` tells the caller nothing was resumed (both answers are 200).
+    ok: dict[str, Any] = {"status": view.status.value, "attempt": view.attempt}
+    ok["already_running"] = True
     if cmd.deployment_id is not None and view.pinned_deployment is None:
         new = evolve(view, pinned_deployment=cmd.deployment_id)
+        ok["pinned_deployment"] = cmd.deployment_id
         return Transition(new, changed=True, actions=reply(cmd.request_id, 200, ok))
     if cmd.deployment_id is not None and cmd.deployment_id != view.pinned_deployment:
         pinned = view.pinned_deployment
