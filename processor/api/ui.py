@@ -183,6 +183,8 @@ class Ui:
         except (LeaderStopped, PartitionNotRunning) as exc:
             code, body = 503, {"message": f"{exc}; the daemon is starting or shutting down"}
         message = str(body.get("message") or "")
+        if not message and body.get("already_running"):
+            message = "was already running, nothing to resume"
         if not message and 200 <= code < 300:
             new_status = body.get("status")
             message = f"{fmt.VERB_PAST[verb]}" + (f"; now {new_status}" if new_status else "")

@@ -98,6 +98,8 @@ class FakePartition:
                     status is Status.RUNNING and cmd.deployment_id is not None
                 ):
                     return 409, no
+                if status is Status.RUNNING:
+                    return 200, {"status": "running", "attempt": 1, "already_running": True}
                 pin = cmd.deployment_id or view.pinned_deployment
                 self._set(view, status=Status.RUNNING, retry_count=0, pinned_deployment=pin)
                 if self.complete_after_resume_s is not None:

@@ -63,6 +63,15 @@ async def test_resume_on_latest_resolves_the_deployment_before_proposing(
     assert f'<dd class="mono">{v2.id}</dd>' in html  # the new pin
 
 
+async def test_resume_of_a_running_invocation_says_it_was_already_running(
+    client: Client, cluster: FakeCluster
+) -> None:
+    view = cluster.add(make_view(status=Status.RUNNING))
+    html = await post(client, f"/ui/invocations/{view.id}/resume", {})
+    assert "Resume succeeded (200)" in html
+    assert "was already running, nothing to resume" in html
+
+
 async def test_the_page_and_the_json_api_propose_the_same_command(
     client: Client, cluster: FakeCluster, registry: Registry
 ) -> None:
