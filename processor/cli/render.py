@@ -232,6 +232,13 @@ def timeline(detail: dict[str, Any]) -> list[tuple[str, str, str, str, Text]]:
     return [cells for _key, cells in sorted(rows, key=lambda row: row[0])]
 
 
+def _no_attempt(detail: dict[str, Any]) -> str:
+    # An attempt reports its deployment when it pins (its first message) or fails.
+    if detail.get("status") == "running":
+        return f"- (attempt {detail.get('attempt', 0)} has not reported its deployment yet)"
+    return "-"
+
+
 def describe_invocation(detail: dict[str, Any], now: dt.datetime) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold", no_wrap=True)
@@ -244,7 +251,10 @@ def describe_invocation(detail: dict[str, Any], now: dt.datetime) -> Group:
         ("Attempt", f"{detail.get('attempt', 0)} ({retries})"),
         ("Next retry", f"{clock(next_retry)} ({until(next_retry, now)})" if next_retry else "-"),
         ("Pinned deployment", Text(str(detail.get("pinned_deployment") or "- (not pinned yet)"))),
-        ("Last attempt on", Text(str(detail.get("last_attempt_deployment") or "-"))),
+        (
+            "Last attempt on",
+            Text(str(detail.get("last_attempt_deployment") or _no_attempt(detail))),
+        ),
         (
             "Created",
             f"{clock(detail.get('created_at'))} ({age(detail.get('created_at'), now)} ago)",

@@ -200,6 +200,15 @@ def test_describe_human_shows_header_failure_with_trace_and_merged_timeline(
     assert "count=2" in timeline
 
 
+def test_describe_running_attempt_not_reported_yet_says_so_instead_of_a_bare_dash(
+    admin: FakeAdmin,
+) -> None:
+    inv = admin.add("Checkout/slow", "running", attempt=2)
+    result = run(admin, "invocations", "describe", inv["id"])
+    assert result.exit_code == 0, result.output
+    assert "attempt 2 has not reported its deployment yet" in result.stdout
+
+
 def test_describe_json_and_jsonl_print_the_answer(admin: FakeAdmin) -> None:
     inv = failing_invocation(admin)
     as_json = run(admin, "invocations", "describe", inv["id"], "--output", "json")
