@@ -178,9 +178,11 @@ SCHEMA: dict[str, ValueSpec] = {
         "int", _int_in(1, 1_000_000), "an integer from 1 to 1000000"
     ),
     _RETRY + "initial-interval": _retry_spec("text", _DURATION, _retry_duration),
-    _RETRY + "exponentiation-factor": _retry_spec("float", "a number >= 1, e.g. 2.0"),
+    _RETRY + "exponentiation-factor": _retry_spec("float", "a finite number >= 1, e.g. 2.0"),
     _RETRY + "max-interval": _retry_spec("text", _DURATION, _retry_duration),
-    _RETRY + "max-attempts": _retry_spec("attempts", 'an integer >= 1 or "unlimited"'),
+    _RETRY + "max-attempts": _retry_spec(
+        "attempts", 'an integer from 1 to 2147483647 or "unlimited"'
+    ),
     _RETRY + "on-max-attempts": _retry_spec("text", '"pause" or "kill"'),
     "log.fsync": ValueSpec(
         "text", parse_fsync, '"always", "interval:<duration>" (e.g. "interval:10ms") or "never"'

@@ -15,6 +15,10 @@ from typing import Any, Literal
 OnMaxAttempts = Literal["pause", "kill"]
 
 JITTER_MAX_FRACTION = 0.30
+# The most attempts a policy may ask for. Policies travel inside invoke records and are stored as
+# SQLite INTEGERs (signed 64-bit); anything near that range is "unlimited" in practice, and an
+# out-of-range value would make every invoke of the handler fail to encode.
+MAX_ATTEMPTS_LIMIT = (1 << 31) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,10 @@ def next_delay_ms(policy: RetryPolicy, retry_count: int, invocation_id: str, att
     try:
         base = policy.initial_interval_ms * (policy.exponentiation_factor ** (k - 1))
     except OverflowError:  # factor^k leaves the float range after ~1000 unlimited retries
+        base = float(policy.max_interval_ms)
+    if not math.isfinite(base):
+        # Only a non-finite factor gets here; policies are validated on the way in, but a log
+        # written before that check must still replay, so treat it as "grow to the cap at once".
         base = float(policy.max_interval_ms)
     base_ms = int(min(base, float(policy.max_interval_ms)))
     digest = hashlib.blake2b(f"{invocation_id}:{attempt}".encode(), digest_size=8).digest()
@@ -131,21 +139,31 @@ def policy_from_mapping(raw: Mapping[str, Any], base: RetryPolicy | None = None)
         raise ValueError(f"retry policy: {exc}") from None
     if "exponentiation-factor" in raw:
         value = raw["exponentiation-factor"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1.0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 1.0
+        ):
             raise ValueError(
-                f"retry policy key 'exponentiation-factor' must be a number >= 1, got {value!r}"
+                "retry policy key 'exponentiation-factor' must be a finite number >= 1, "
+                f"got {value!r}"
             )
         factor = float(value)
     if "max-attempts" in raw:
         value = raw["max-attempts"]
         if value == "unlimited":
             max_attempts = None
-        elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and 1 <= value <= MAX_ATTEMPTS_LIMIT
+        ):
             max_attempts = value
         else:
             raise ValueError(
-                "retry policy key 'max-attempts' must be an integer >= 1 or \"unlimited\", "
-                f"got {value!r}"
+                f"retry policy key 'max-attempts' must be an integer from 1 to {MAX_ATTEMPTS_LIMIT}"
+                f' or "unlimited", got {value!r}'
             )
     if "on-max-attempts" in raw:
         value = raw["on-max-attempts"]

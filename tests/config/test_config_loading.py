@@ -242,7 +242,22 @@ def test_unknown_processor_env_variable_is_rejected_with_a_suggestion() -> None:
         (
             "[invocation.default-retry-policy]\nexponentiation-factor = 0.5",
             "'invocation.default-retry-policy.exponentiation-factor'",
-            "a number >= 1",
+            "a finite number >= 1",
+        ),
+        (
+            "[invocation.default-retry-policy]\nexponentiation-factor = nan",
+            "'invocation.default-retry-policy.exponentiation-factor'",
+            "a finite number >= 1",
+        ),
+        (
+            "[invocation.default-retry-policy]\nexponentiation-factor = inf",
+            "'invocation.default-retry-policy.exponentiation-factor'",
+            "a finite number >= 1",
+        ),
+        (
+            "[invocation.default-retry-policy]\nmax-attempts = 9223372036854775808",
+            "'invocation.default-retry-policy.max-attempts'",
+            "from 1 to 2147483647",
         ),
         (
             "[invocation.default-retry-policy]\nmax-attempts = 0",

@@ -179,6 +179,26 @@ async def test_latest_for_is_the_most_recent_deployment_serving_the_service(
             "invalid retry_policy of handler A/h",
         ),
         (
+            doc(
+                {
+                    "name": "A",
+                    "retry_policy": {"exponentiation-factor": float("nan")},
+                    "handlers": [{"name": "h"}],
+                }
+            ),
+            "'exponentiation-factor' must be a finite number >= 1",
+        ),
+        (
+            doc(
+                {
+                    "name": "A",
+                    "retry_policy": {"max-attempts": 1 << 63},
+                    "handlers": [{"name": "h"}],
+                }
+            ),
+            "'max-attempts' must be an integer from 1 to 2147483647",
+        ),
+        (
             doc({"name": "A", "retry_policy": {"bogus": 1}, "handlers": [{"name": "h"}]}),
             "unknown retry policy key 'bogus'",
         ),
