@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 from typing import Any
+
+import msgpack
 
 from processor.state_machine.types import Event
 from processor.status import Failure, InvocationView, Result
@@ -40,10 +43,41 @@ def payload_fields(name: str, raw: bytes | None) -> dict[str, Any]:
         return {}
     fields: dict[str, Any] = {f"{name}_size": len(raw)}
     try:
-        fields[name] = json.loads(raw.decode("utf-8")) if raw else None
-    except (UnicodeDecodeError, ValueError):
+        fields[name] = _strict_json(raw) if raw else None
+    except ValueError:
         fields[f"{name}_base64"] = base64.b64encode(raw).decode("ascii")
     return fields
+
+
+# Deeper structures are cut off in API answers: Python's json module recurses, and a handler's
+# payload or journal entry must not be able to turn every describe of its invocation into a 500.
+MAX_RENDER_DEPTH = 64
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(raw: bytes) -> Any:
+    """`raw` parsed as standard JSON, no deeper than `MAX_RENDER_DEPTH`; ValueError otherwise
+    (not UTF-8, not JSON, NaN/Infinity, too deep) so the caller shows it as base64."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+    if _depth_exceeds(value, MAX_RENDER_DEPTH):
+        raise ValueError("nested too deeply to show")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    if limit < 0:
+        return True
+    if isinstance(value, dict):
+        return any(_depth_exceeds(v, limit - 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_depth_exceeds(v, limit - 1) for v in value)
+    return False
 
 
 def failure_json(failure: Failure | None) -> dict[str, Any] | None:
@@ -66,35 +100,56 @@ def result_json(result: Result | None) -> dict[str, Any] | None:
     return payload_fields("value", result.value) or {"value": None}
 
 
-def _plain(value: Any) -> Any:
-    """Make a msgpack-decoded structure JSON-safe (bytes → decoded JSON or base64)."""
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Make a msgpack-decoded structure standard JSON: bytes → decoded JSON or base64, non-string
+    keys → strings, NaN/±Infinity → strings, msgpack timestamps → ISO-8601, other extension types
+    → `{"ext", "base64"}`, anything nested deeper than `MAX_RENDER_DEPTH` → a note saying so."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth >= MAX_RENDER_DEPTH:
+        return {"truncated": f"nested deeper than {MAX_RENDER_DEPTH} levels"}
     if isinstance(value, bytes):
         try:
-            return json.loads(value.decode("utf-8")) if value else ""
-        except (UnicodeDecodeError, ValueError):
+            return _strict_json(value) if value else ""
+        except ValueError:
             return {"base64": base64.b64encode(value).decode("ascii")}
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {_plain_key(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, msgpack.ExtType):  # a namedtuple: before the tuple case
+        return {"ext": value.code, "base64": base64.b64encode(value.data).decode("ascii")}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, msgpack.Timestamp):
+        return iso(value.seconds * 1000 + value.nanoseconds // 1_000_000)
+    return repr(value)
+
+
+def _plain_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bytes):
+        return key.decode("utf-8", errors="backslashreplace")
+    return json.dumps(_plain(key), sort_keys=True)
 
 
 def journal_entry_json(index: int, entry: dict[str, Any], appended_at: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "index": index,
-        "kind": entry.get("kind"),
+        "kind": _plain(entry.get("kind"), 1),
         "appended_at": iso(appended_at),
     }
-    for key, value in entry.items():
+    for raw_key, value in entry.items():
+        key = _plain_key(raw_key)
         if key in ("kind", "appended_at"):
             continue
         if key == "value" and isinstance(value, bytes):
             out.update(payload_fields("value", value))
-        elif key == "wake_up_at" and isinstance(value, int):
+        elif key == "wake_up_at" and isinstance(value, int) and not isinstance(value, bool):
             out[key] = iso(value)
         else:
-            out[key] = _plain(value)
+            out[key] = _plain(value, 1)
     return out
 
 
@@ -142,7 +197,7 @@ def invocation_detail(
     body = invocation_summary(view)
     body["retry_policy"] = {
         "initial-interval-ms": view.retry_policy.initial_interval_ms,
-        "exponentiation-factor": view.retry_policy.exponentiation_factor,
+        "exponentiation-factor": _plain(view.retry_policy.exponentiation_factor),
         "max-interval-ms": view.retry_policy.max_interval_ms,
         "max-attempts": view.retry_policy.max_attempts or "unlimited",
         "on-max-attempts": view.retry_policy.on_max_attempts,

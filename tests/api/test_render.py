@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+
+import msgpack
+
 from processor.api.render import event_json, journal_entry_json, result_json
 from processor.state_machine.types import Event
 from processor.status import Result
@@ -35,3 +40,46 @@ def test_result_is_decoded_json_or_base64_under_its_own_key() -> None:
     assert result_json(Result(value=b'{"ok": true}')) == {"value": {"ok": True}, "value_size": 12}
     binary = result_json(Result(value=b"\xff\x00"))
     assert binary == {"value_size": 2, "value_base64": "/wA="}
+
+
+def _standard_json(body: object) -> object:
+    """`body` through a strict JSON round trip: fails on NaN/Infinity and on non-string keys."""
+    return json.loads(json.dumps(body, allow_nan=False))
+
+
+def test_journal_entry_with_odd_msgpack_values_renders_as_standard_json() -> None:
+    entry = {
+        "kind": "run",
+        b"raw-key": 1,
+        7: "int key",
+        "at": msgpack.Timestamp.from_unix_nano(MS * 1_000_000),
+        "ext": msgpack.ExtType(42, b"\x01\x02"),
+        "ratio": math.nan,
+        "limit": -math.inf,
+    }
+    body = _standard_json(journal_entry_json(1, entry, MS))
+    assert body == {
+        "index": 1,
+        "kind": "run",
+        "appended_at": "2026-11-28T05:30:58.038Z",
+        "raw-key": 1,
+        "7": "int key",
+        "at": "2026-11-28T05:30:58.038Z",
+        "ext": {"ext": 42, "base64": "AQI="},
+        "ratio": "nan",
+        "limit": "-inf",
+    }
+
+
+def test_deeply_nested_entry_is_cut_off_instead_of_failing_the_answer() -> None:
+    nested: object = "bottom"
+    for _ in range(900):
+        nested = [nested]
+    body = _standard_json(journal_entry_json(1, {"kind": "run", "data": nested}, MS))
+    assert "nested deeper than" in json.dumps(body)
+
+
+def test_payload_that_is_not_standard_json_is_shown_as_base64() -> None:
+    for raw in (b"NaN", b'{"x": Infinity}', b"[" * 5000 + b"]" * 5000):
+        body = _standard_json(result_json(Result(value=raw)))
+        assert isinstance(body, dict) and "value_base64" in body and "value" not in body
