@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -122,7 +123,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v, depth + 1) for v in value]
     if isinstance(value, msgpack.Timestamp):
-        return iso(value.seconds * 1000 + value.nanoseconds // 1_000_000)
+        return iso(int(value.to_unix_nano()) // 1_000_000)
     return repr(value)
 
 
@@ -134,7 +135,7 @@ def _plain_key(key: Any) -> str:
     return json.dumps(_plain(key), sort_keys=True)
 
 
-def journal_entry_json(index: int, entry: dict[str, Any], appended_at: int) -> dict[str, Any]:
+def journal_entry_json(index: int, entry: Mapping[Any, Any], appended_at: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "index": index,
         "kind": _plain(entry.get("kind"), 1),
