@@ -16,6 +16,7 @@ import fcntl
 import gc
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,20 @@ SHUTDOWN_GRACE_S = 2.0  # how long in-flight HTTP requests may take to finish on
 
 class DaemonError(RuntimeError):
     """A startup problem the operator must fix; the message says what and how."""
+
+
+def open_registry(path: Path) -> Registry:
+    """The deployment registry at `path`, or a DaemonError saying how to recover when the file is
+    not one (a stray or damaged file must not end startup in a traceback)."""
+    try:
+        return Registry(path)
+    except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+        raise DaemonError(
+            f"the deployment registry {path} cannot be read ({exc}); restore it from a backup, or "
+            "move it aside and register the deployments again with `processor deployments "
+            "register <uri>` (invocations pinned to a deployment id that is then unknown need "
+            "`processor invocations resume <id> --deployment latest`)"
+        ) from None
 
 
 def acquire_data_dir_lock(data_dir: Path) -> IO[str]:
@@ -144,7 +159,7 @@ class Daemon:
     ) -> None:
         lock = acquire_data_dir_lock(self.data_dir)
         try:
-            self.registry = Registry(self.data_dir / "deployments.db")
+            self.registry = open_registry(self.data_dir / "deployments.db")
             try:
                 await self._serve(task_status)
             finally:
@@ -266,7 +281,8 @@ class Daemon:
         except OSError as exc:
             raise DaemonError(
                 f"cannot listen on {listen.host}:{listen.port}: {exc.strerror or exc}; "
-                "choose another address in the config ([ingress]/[admin] listen) or stop what "
+                "choose another with --ingress-listen/--admin-listen (or [ingress]/[admin] listen in "
+                "the config), or stop what "
                 "uses it"
             ) from None
         server = site._server  # the bound port when 0 was asked for

@@ -62,7 +62,24 @@ def serve(
     configure_logging(config.logging.level, config.logging.format)
     try:
         run(run_daemon, config, event_loop=event_loop)
-    except DaemonError as exc:
-        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+    except BaseException as exc:
+        # A startup problem raised inside a task group arrives wrapped in an ExceptionGroup; the
+        # operator needs its one-line message, not the group's traceback.
+        problem = _daemon_error(exc, DaemonError)
+        if problem is None:
+            raise
+        raise click.ClickException(str(problem)) from None
+
+
+def _daemon_error(exc: BaseException, kind: type[Exception]) -> Exception | None:
+    """`exc` itself or the first exception of type `kind` nested in exception groups."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _daemon_error(inner, kind)
+            if found is not None:
+                return found
+    return None
