@@ -73,6 +73,10 @@ class PartitionNotRunning(RuntimeError):
     """The partition is not running (not started yet, or stopped)."""
 
 
+class PartitionFailed(PartitionNotRunning):
+    """The partition stopped on an error; it stays stopped until the daemon is restarted."""
+
+
 class Partition:
     def __init__(
         self,
@@ -121,7 +125,7 @@ class Partition:
 
     def _check_failed(self) -> None:
         if self.failure is not None:
-            raise PartitionNotRunning(f"partition {self._id} stopped: {self.failure}")
+            raise PartitionFailed(f"partition {self._id} stopped: {self.failure}")
 
     # --- lifecycle -------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from processor.leader.replies import LeaderStopped
-from processor.partition import PartitionNotRunning
+from processor.partition import PartitionFailed, PartitionNotRunning
 
 log = structlog.get_logger("processor.api")
 
@@ -33,12 +33,22 @@ class ApiError(Exception):
         self.message = message
 
 
+def unavailable_message(exc: Exception) -> str:
+    """Why a partition cannot answer (503), and whether waiting helps."""
+    if isinstance(exc, PartitionFailed):
+        return (
+            f"{exc}; it stays stopped until the cause is fixed and the daemon restarted "
+            "(GET /health lists stopped partitions)"
+        )
+    return f"{exc}; the daemon is starting or shutting down, retry shortly"
+
+
 def error_response(request: web.Request, exc: Exception) -> web.Response:
     """The JSON answer for an exception raised by a route; re-raises what is not an error."""
     if isinstance(exc, ApiError):
         return json_error(exc.status, exc.message)
     if isinstance(exc, LeaderStopped | PartitionNotRunning):
-        return json_error(503, f"{exc}; the daemon is starting or shutting down, retry shortly")
+        return json_error(503, unavailable_message(exc))
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -23,7 +23,7 @@ from aiohttp.typedefs import Middleware
 
 from processor.api import ui_format as fmt
 from processor.api.admin import MAX_LIST_LIMIT, VERBS, AdminApi
-from processor.api.errors import ApiError, Handler, log
+from processor.api.errors import ApiError, Handler, log, unavailable_message
 from processor.api.ui_pages import BulkPages, DeploymentPages
 from processor.ids import InvalidId, parse_invocation_id
 from processor.leader.replies import LeaderStopped
@@ -181,7 +181,7 @@ class Ui:
         except ApiError as exc:
             code, body = exc.status, {"message": exc.message}
         except (LeaderStopped, PartitionNotRunning) as exc:
-            code, body = 503, {"message": f"{exc}; the daemon is starting or shutting down"}
+            code, body = 503, {"message": unavailable_message(exc)}
         message = str(body.get("message") or "")
         if not message and body.get("already_running"):
             message = "was already running, nothing to resume"
@@ -237,8 +237,7 @@ def make_guard(ui: Ui) -> Middleware:
                 exc.headers.update(SECURITY_HEADERS)
                 raise
         except (LeaderStopped, PartitionNotRunning) as exc:
-            message = f"{exc}; the daemon is starting or shutting down, retry shortly"
-            response = ui.error_page(request, 503, message)
+            response = ui.error_page(request, 503, unavailable_message(exc))
         except Exception:
             log.exception("unhandled error in UI route", method=request.method, path=request.path)
             response = ui.error_page(

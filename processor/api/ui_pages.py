@@ -16,7 +16,7 @@ from aiohttp import web
 
 from processor.api import ui_format as fmt
 from processor.api.admin import MAX_LIST_LIMIT, VERBS
-from processor.api.errors import ApiError
+from processor.api.errors import ApiError, unavailable_message
 from processor.ids import InvalidId, parse_invocation_id
 from processor.leader.replies import LeaderStopped
 from processor.partition import PartitionNotRunning
@@ -93,7 +93,7 @@ class BulkPages:
                 except ApiError as exc:
                     code, body = exc.status, {"message": exc.message}
                 except (LeaderStopped, PartitionNotRunning) as exc:
-                    code, body = 503, {"message": f"{exc}; the daemon is starting or stopping"}
+                    code, body = 503, {"message": unavailable_message(exc)}
             ok = 200 <= code < 300
             message = body.get("message") or (f"now {body['status']}" if "status" in body else "")
             return {"id": invocation_id, "code": code, "ok": ok, "message": str(message)}

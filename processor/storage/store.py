@@ -72,6 +72,10 @@ def _unpack(blob: bytes) -> Any:
     return msgpack.unpackb(blob, raw=False, strict_map_key=False)
 
 
+class StoreUnreadable(RuntimeError):
+    """`state.db` exists but is not a store this processor can open (damaged, or another file)."""
+
+
 class StoreWriteFailed(RuntimeError):
     """A batch write was refused because an earlier one failed."""
 
@@ -193,9 +197,18 @@ class Store:
                 thread = DbThread(f"{thread_name}-{role}")
                 threads.append(thread)
                 thread.open_sync(path, setup)
-        except BaseException:
+        except BaseException as exc:
             for thread in threads:
                 thread.close()
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                exc, sqlite3.OperationalError
+            ):
+                # The store is derived from the log, so the way out is always a rebuild.
+                raise StoreUnreadable(
+                    f"the state store {path} cannot be read ({exc}); it holds nothing the log "
+                    f"does not: stop the daemon, delete {path} (and its -wal and -shm files) and "
+                    "start again to rebuild it from the log"
+                ) from None
             raise
         return cls(path, *threads)
 

@@ -257,6 +257,33 @@ async def test_a_partition_with_a_corrupt_log_stops_alone_and_the_others_keep_se
     assert status == 404  # partition 0 answers
     status, body = await get_json(http, f"{daemon.admin_url}/invocations/{on_p1}")
     assert status == 503 and "partition 1 stopped" in body["message"]
+    assert "stays stopped until the cause is fixed" in body["message"]  # retrying will not help
     async with http.get(f"{daemon.admin_url}/metrics") as metrics:
         assert metrics.status == 200
+    await daemon.stop(timeout_s=10)
+
+
+async def test_a_garbage_state_store_stops_its_partition_with_the_file_and_the_fix(
+    make_daemon: Callable[..., Daemon], http: aiohttp.ClientSession
+) -> None:
+    daemon = make_daemon(partitions=2)
+    state = daemon.data_dir / "partitions" / "1" / "state.db"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"not a database " * 500)
+
+    await daemon.start()
+    status, health = await get_json(http, f"{daemon.admin_url}/health")
+    assert status == 200 and health["status"] == "degraded"
+    problem = health["failed_partitions"]["1"]
+    assert str(state) in problem and "cannot be read" in problem
+    assert "rebuild it from the log" in problem
+    await daemon.stop(timeout_s=10)
+
+    # The advice works: without the file the partition rebuilds from its log and serves.
+    state.unlink()
+    await daemon.start()
+    assert await get_json(http, f"{daemon.admin_url}/health") == (
+        200,
+        {"status": "ok", "partitions": 2},
+    )
     await daemon.stop(timeout_s=10)
