@@ -7,12 +7,14 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 import msgpack
 
 from log import FileLog, LogError, Record
+from log.segment import SUFFIX as SEGMENT_SUFFIX
 from processor.codec import KIND_NAMES, VERSION
 
 
@@ -85,7 +87,20 @@ def render(record: Record, as_json: bool) -> str:
     )
 
 
+def warn_if_no_segments(directory: Path | str) -> None:
+    """A note on stderr when `directory` holds no log segment: an empty log looks like a wrong
+    path, so say which files were expected and where a partition keeps them."""
+    if Path(directory).is_dir() and not any(Path(directory).glob("*" + SEGMENT_SUFFIX)):
+        click.echo(
+            f"note: {directory} holds no log segments (files named like "
+            f"00000000000000000001{SEGMENT_SUFFIX}); a partition's log is "
+            "<data-dir>/partitions/<n>/log",
+            err=True,
+        )
+
+
 async def _dump(directory: str, from_lsn: int | None, limit: int | None, as_json: bool) -> None:
+    warn_if_no_segments(directory)
     opened = FileLog(directory, readonly=True)  # no lock, never truncates
     try:
         lsn = opened.first_lsn() if from_lsn is None else from_lsn

@@ -133,6 +133,8 @@ def replay(
     from processor.codec import CodecError
     from processor.ids import InvalidId, parse_invocation_id
     from processor.replay import ReplayError
+    from log import LogError
+    from processor.cli.log_cmd import warn_if_no_segments
     from processor.runner import RunnerError, tune_switch_interval
 
     log_path, state_path = _paths(log_dir, state, data_dir, partition)
@@ -151,9 +153,10 @@ def replay(
     if not log_path.is_dir():
         raise click.ClickException(f"log directory {log_path} does not exist")
     tune_switch_interval()
+    warn_if_no_segments(log_path)
     try:
         result = anyio.run(_run, log_path, state_path, until_lsn, out, verify, trace)
-    except (ReplayError, RunnerError, CodecError) as exc:
+    except (ReplayError, RunnerError, CodecError, LogError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result.to_json(), sort_keys=True))

@@ -117,3 +117,12 @@ def test_dump_of_a_trimmed_lsn_says_where_the_log_starts(tmp_path: Path) -> None
     code, out = dump("--dir", str(tmp_path), "--from-lsn", "1")
     assert code != 0
     assert "LSN 1 was trimmed" in out
+
+
+def test_dump_of_a_directory_without_segments_says_what_a_log_directory_holds(
+    tmp_path: Path,
+) -> None:
+    result = CliRunner().invoke(main, ["log", "dump", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert f"note: {tmp_path} holds no log segments" in result.stderr

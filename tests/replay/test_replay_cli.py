@@ -189,3 +189,25 @@ def test_verify_cannot_stop_at_until_lsn(data_dir: Path) -> None:
     code, out = run("--data-dir", data_dir, "--partition", 0, "--verify", "--until-lsn", 17)
     assert code == 2, out
     assert "--verify" in out and "--until-lsn" in out
+
+
+def test_replay_of_a_corrupt_log_is_one_error_naming_the_segment(data_dir: Path) -> None:
+    log_dir, _ = partition(data_dir)
+    segment = sorted(log_dir.glob("*.seg"))[0]
+    raw = bytearray(segment.read_bytes())
+    raw[24] ^= 0xFF  # the first record's payload: corruption that is not a torn tail
+    segment.write_bytes(bytes(raw))
+    result = CliRunner().invoke(main, ["replay", "--log", str(log_dir)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"Error: log segment {segment} is corrupt" in result.output
+
+
+def test_replay_of_a_directory_without_segments_says_what_a_log_directory_holds(
+    tmp_path: Path,
+) -> None:
+    result = CliRunner().invoke(main, ["replay", "--log", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "records applied: 0" in result.stdout
+    assert f"note: {tmp_path} holds no log segments" in result.stderr
+    assert "partitions/<n>/log" in result.stderr
