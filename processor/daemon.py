@@ -281,9 +281,8 @@ class Daemon:
         except OSError as exc:
             raise DaemonError(
                 f"cannot listen on {listen.host}:{listen.port}: {exc.strerror or exc}; "
-                "choose another with --ingress-listen/--admin-listen (or [ingress]/[admin] listen in "
-                "the config), or stop what "
-                "uses it"
+                "choose another with --ingress-listen/--admin-listen (or [ingress]/[admin] "
+                "listen in the config), or stop what uses it"
             ) from None
         server = site._server  # the bound port when 0 was asked for
         sockets = getattr(server, "sockets", None) or []

@@ -130,11 +130,11 @@ def replay(
 ) -> None:
     """Rebuild a partition's state from its log into a fresh store (the live store is never
     touched) and print records applied, last LSN, digest and speed. Exits 1 on a divergence."""
+    from log import LogError
+    from processor.cli.log_cmd import warn_if_no_segments
     from processor.codec import CodecError
     from processor.ids import InvalidId, parse_invocation_id
     from processor.replay import ReplayError
-    from log import LogError
-    from processor.cli.log_cmd import warn_if_no_segments
     from processor.runner import RunnerError, tune_switch_interval
 
     log_path, state_path = _paths(log_dir, state, data_dir, partition)
