@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,35 @@ def _services_from_text(text: str) -> dict[str, ServiceInfo]:
     return services
 
 
+def validate_deployment_uri(uri: str) -> str:
+    """`uri` without surrounding blanks and trailing slashes; RegistrationError saying which part
+    is wrong when it is not `http(s)://host[:port][/path]` (the processor appends `/discover` and
+    `/invoke/...`, so a query or fragment would end up in the middle of every request)."""
+    uri = uri.strip().rstrip("/")
+    example = "e.g. http://127.0.0.1:9080 or https://handlers.example.com/v2"
+    if not uri.startswith(("http://", "https://")):
+        raise RegistrationError(
+            f"deployment URI must start with http:// or https://: {uri!r} ({example})"
+        )
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.hostname or any(c.isspace() for c in uri):
+        raise RegistrationError(f"deployment URI {uri!r} has no valid host ({example})")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise RegistrationError(
+            f"deployment URI {uri!r} has an invalid port: it must be a number from 1 to 65535"
+        )
+    if parts.query or parts.fragment or uri.endswith(("?", "#")):
+        raise RegistrationError(
+            f"deployment URI {uri!r} has a query or fragment; give the base URL the handlers are "
+            f"served under ({example})"
+        )
+    return uri
+
+
 class Registry:
     """Deployments stored in `path` (SQLite), cached in memory in registration order."""
 
@@ -241,9 +271,7 @@ class Registry:
 
     async def register(self, uri: str) -> tuple[Deployment, bool]:
         """Discover `uri` and store it. Returns (deployment, created). Raises RegistrationError."""
-        uri = uri.strip().rstrip("/")
-        if not uri.startswith(("http://", "https://")):
-            raise RegistrationError(f"deployment URI must start with http:// or https://: {uri!r}")
+        uri = validate_deployment_uri(uri)
         protocol, services = await fetch_discovery(uri, self._session)
         text = _services_to_text(services)
         for existing in reversed(self._ordered):

@@ -18,6 +18,7 @@ from processor.registry import (
     ResumeRejected,
     ResumeTarget,
     resolve_resume_deployment,
+    validate_deployment_uri,
 )
 from processor.retry import RetryPolicy
 from processor.status import InvocationView, Status
@@ -235,6 +236,34 @@ async def test_unreachable_uri_is_rejected_and_nothing_stored(tmp_path: Path) ->
     with pytest.raises(RegistrationError, match="must start with http"):
         await registry.register("ftp://example")
     assert registry.list() == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("http://127.0.0.1:99999", "invalid port: it must be a number from 1 to 65535"),
+        ("http://127.0.0.1:abc", "invalid port"),
+        ("http://127.0.0.1:0", "invalid port"),
+        ("http://127.0.0.1:9080/?v=2", "has a query or fragment"),
+        ("http://127.0.0.1:9080/v2#top", "has a query or fragment"),
+        ("http://127.0.0.1:9080?", "has a query or fragment"),
+        ("http://", "must start with http:// or https://"),
+        ("http://:9080", "has no valid host"),
+        ("http://a b:9080", "has no valid host"),
+    ],
+)
+async def test_malformed_deployment_uri_is_rejected_saying_which_part_is_wrong(
+    tmp_path: Path, uri: str, expected: str
+) -> None:
+    registry = Registry(tmp_path / "deployments.db")
+    with pytest.raises(RegistrationError, match=expected):
+        await registry.register(uri)
+    assert registry.list() == []
+
+
+def test_well_formed_deployment_uris_are_accepted_without_trailing_slash() -> None:
+    assert validate_deployment_uri(" http://[::1]:9080/ ") == "http://[::1]:9080"
+    assert validate_deployment_uri("https://h.example.com/v2/") == "https://h.example.com/v2"
 
 
 async def test_retry_policy_resolution_handler_beats_service_beats_default(
