@@ -116,11 +116,25 @@ class AdminClient:
                 return Answer(response.status, _parse(response.read()))
         except urllib.error.HTTPError as error:
             with error:
-                return Answer(error.code, _parse(error.read()))
+                return self._explain_wrong_server(Answer(error.code, _parse(error.read())))
         except urllib.error.URLError as error:
             raise AdminUnreachable(self.base_url, _reason(error.reason)) from None
         except (OSError, http.client.HTTPException) as error:
             raise AdminUnreachable(self.base_url, _reason(error)) from None
+
+    def _explain_wrong_server(self, answer: Answer) -> Answer:
+        """The CLI only asks for routes the admin API has, so a 404 for the route itself (not a
+        JSON 'not found' about an id) means `base_url` is some other server, e.g. the ingress."""
+        message = answer.message or ""
+        is_admin_not_found = isinstance(answer.body, dict) and not message.startswith("no route")
+        if answer.status != 404 or is_admin_not_found:
+            return answer
+        hint = (
+            f"{message or 'no such route'}; {self.base_url} does not look like the admin API "
+            "(the ingress listens on another port, 8080 by default; the admin API on 9070). "
+            f"Point the CLI at it with --admin-url URL or the {ADMIN_URL_ENV} environment variable"
+        )
+        return Answer(answer.status, {"message": hint})
 
     def call(
         self,
