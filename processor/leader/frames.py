@@ -8,8 +8,9 @@ invoker feeds it frames and appends what it returns.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from processor.commands import (
     AttemptCompleted,
@@ -52,6 +53,41 @@ def _encodable(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode()
     return text
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """An integer field of a frame: msgpack's `true` decodes to `True`, which is an `int` too."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Excerpt(reprlib.Repr):
+    """Bounded reprs of what a deployment sent: a frame can be huge or nested a thousand levels
+    deep (which `repr` cannot show: RecursionError), and the excerpt goes into a log record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 4
+        self.maxstring = self.maxother = 120
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 10
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        text = repr(x[: self.maxstring])
+        return text if len(x) <= self.maxstring else text + "..."
+
+    def repr_bytearray(self, x: bytearray, level: int) -> str:
+        return self.repr_bytes(bytes(x[: self.maxstring + 1]), level)
+
+
+_EXCERPT = _Excerpt()
+
+
+def show(value: object) -> str:
+    """A short, safe repr of a value decoded from a frame, for a failure's message."""
+    try:
+        text = _EXCERPT.repr(value)
+    except Exception:  # a repr that fails must not turn a protocol violation into a crash
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= EXCERPT else text[: EXCERPT - 3] + "..."
 
 
 class ProtocolViolation(Exception):
@@ -104,13 +140,16 @@ class AttemptFrames:
 
     def frame(self, frame: Any, out: list[Command]) -> None:
         if not isinstance(frame, dict):
-            raise ProtocolViolation(f"frame is not a map: {frame!r:.{EXCERPT}}")
+            raise ProtocolViolation(
+                f"frame is not a map but {type(frame).__name__} {show(frame)}: a deployment "
+                "answers a stream of msgpack maps (PROTOCOL.md §2)"
+            )
         kind = frame.get("t")
         inv, n = self.req.invocation_id, self.req.attempt
         if kind == "entry":
             index, entry = frame.get("index"), frame.get("entry")
-            if not isinstance(index, int) or isinstance(index, bool):
-                raise ProtocolViolation(f"entry frame without an integer index: {frame!r:.200}")
+            if not is_int(index):
+                raise ProtocolViolation(f"entry frame without an integer index: {show(frame)}")
             if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
                 raise ProtocolViolation(
                     f"entry frame at index {index} has no entry map with a kind", index
@@ -127,10 +166,10 @@ class AttemptFrames:
             self.next_index += 1
         elif kind == "suspend":
             awaiting = frame.get("awaiting")
-            if not isinstance(awaiting, list) or not all(
-                isinstance(c, int) and not isinstance(c, bool) for c in awaiting
-            ):
-                raise ProtocolViolation(f"suspend frame needs a list of completion ids: {frame!r}")
+            if not isinstance(awaiting, list) or not all(is_int(c) for c in awaiting):
+                raise ProtocolViolation(
+                    f"suspend frame needs a list of integer completion ids: {show(frame)}"
+                )
             self._pin(out)
             out.append(AttemptSuspended(inv, n, tuple(awaiting)))
             self.finished = True
@@ -139,10 +178,12 @@ class AttemptFrames:
                 raw = frame["failure"]
                 if not (
                     isinstance(raw, dict)
-                    and isinstance(raw.get("code"), int)
+                    and is_int(raw.get("code"))
                     and isinstance(raw.get("message"), str)
                 ):
-                    raise ProtocolViolation(f"output failure needs a code and a message: {raw!r}")
+                    raise ProtocolViolation(
+                        f"output failure needs an integer code and a string message: {show(raw)}"
+                    )
                 self._pin(out)
                 failure = Failure(raw["code"], raw["message"], attempt=n)
                 out.append(AttemptCompleted(inv, n, failure=failure))
@@ -158,12 +199,12 @@ class AttemptFrames:
             stack = frame.get("stacktrace")
             out.append(
                 self.failed(
-                    code if isinstance(code, int) and not isinstance(code, bool) else 500,
-                    message if isinstance(message, str) else repr(message),
+                    code if is_int(code) else 500,
+                    message if isinstance(message, str) else show(message),
                     retryable=frame.get("retryable", True) is not False,
                     stacktrace=stack if isinstance(stack, str) else None,
-                    related_index=related if isinstance(related, int) else None,
+                    related_index=related if is_int(related) else None,
                 )
             )
         else:
-            raise ProtocolViolation(f"unknown frame kind {kind!r}")
+            raise ProtocolViolation(f"unknown frame kind {show(kind)}")

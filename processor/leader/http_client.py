@@ -73,6 +73,7 @@ class _Connection(asyncio.Protocol):
         """Ready for the next answer on this connection."""
         self.status = 0
         self.reason = ""
+        self.content_type: str | None = None
         self.head_done = False
         self.keep_alive = True
         self.bytes_seen = 0
@@ -152,6 +153,7 @@ class _Connection(asyncio.Protocol):
         self.status = int(parts[1])
         self.reason = parts[2] if len(parts) > 2 else ""
         self.keep_alive = parts[0] != "HTTP/1.0"
+        self.content_type = None  # (not the one of an interim 1xx answer)
         length: int | None = None
         chunked = False
         for raw in lines[1:]:
@@ -166,6 +168,8 @@ class _Connection(asyncio.Protocol):
                     raise BadResponse(f"bad content-length: {value[:100]!r}") from None
                 if length < 0:
                     raise BadResponse(f"negative content-length: {length}")
+            elif key == b"content-type":
+                self.content_type = value.strip().decode("latin-1")
             elif key == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
             elif key == b"connection":
@@ -284,6 +288,7 @@ class Response:
         self._finished = False
         self.status = conn.status
         self.reason = conn.reason
+        self.content_type = conn.content_type  # None when the answer has no such header
 
     async def read_chunk(self) -> bytes:
         """The next bytes of the body as they arrived; b"" at its end. Raises `ConnectionCut`,

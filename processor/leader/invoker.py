@@ -7,9 +7,11 @@ the next chunk is read: entries are in the log as soon as they arrive, so progre
 in the middle of an attempt.
 
 Every way an attempt can go wrong ends in exactly one retryable `AttemptFailed` whose message says
-which it was: connection refused (naming the URI), a non-200 status (with a body excerpt), the
-inactivity timeout, a stream that ended without a final frame, an undecodable frame, or an entry
-whose index is not the next one. Aborting an attempt is cancelling the task that runs it; leaving
+which it was: connection refused (naming the URI), a non-200 status (with a body excerpt), a 200
+answer that is not the protocol's (another content type, or bytes that are not msgpack maps: a web
+page or a proxy answering at the deployment's URI), the inactivity timeout, a stream that ended
+without a final frame, an undecodable frame (whatever msgpack raises for it), or an entry whose
+index is not the next one. Aborting an attempt is cancelling the task that runs it; leaving
 the `async with` closes the HTTP connection, which the SDK treats as the end of the attempt.
 """
 
@@ -49,6 +51,9 @@ __all__ = ["CODE_NO_DEPLOYMENT", "AttemptRequest", "Invoker", "no_deployment_fai
 
 Emit = Callable[[list[Command]], Awaitable[None]]
 _CONTENT_TYPE = "application/x-msgpack"
+# Media types an answer's frames may come with (PROTOCOL.md §2 names the first).
+_MSGPACK_TYPES = frozenset({_CONTENT_TYPE, "application/msgpack", "application/vnd.msgpack"})
+MAX_FRAME_BYTES = 100 * 1024 * 1024  # msgpack.Unpacker's default buffer limit, named
 
 
 def seed_for(invocation_id: str) -> int:
@@ -102,10 +107,7 @@ class Invoker:
             response = await self._client.post(url, body, _CONTENT_TYPE)
             async with response:
                 if response.status != 200:
-                    excerpt = ""
-                    with contextlib.suppress(TimeoutError, HttpError):
-                        async with asyncio.timeout(min(timeout, 5.0)):
-                            excerpt = (await response.read(EXCERPT)).decode("utf-8", "replace")
+                    excerpt = await _body_excerpt(response, timeout)
                     await emit(
                         [
                             state.failed(
@@ -116,8 +118,14 @@ class Invoker:
                         ]
                     )
                     return
+                if response.content_type and not _is_msgpack(response.content_type):
+                    # A web page, a JSON API, a proxy's error page...: not the protocol's stream.
+                    excerpt = await _body_excerpt(response, timeout)
+                    message = _not_the_protocol(url, response.content_type, excerpt)
+                    await emit([state.failed(CODE_PROTOCOL, message)])
+                    return
                 phase = "reading the stream"
-                await self._read_stream(response, state, emit)
+                await self._read_stream(url, response, state, emit)
                 if state.finished:
                     # Ended by the deployment's final frame: keep the connection for the next
                     # attempt once the stream's end arrives. (A protocol violation closed it.)
@@ -171,37 +179,109 @@ class Invoker:
                 ]
             )
 
-    async def _read_stream(self, response: Response, state: AttemptFrames, emit: Emit) -> None:
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    async def _read_stream(
+        self, url: str, response: Response, state: AttemptFrames, emit: Emit
+    ) -> None:
+        unpacker = msgpack.Unpacker(
+            raw=False, strict_map_key=False, max_buffer_size=MAX_FRAME_BYTES
+        )
+        head = b""  # the body's first bytes, to show when they are not the protocol's frames
+        accepted = 0  # frames that were the protocol's
         while True:
             chunk = await response.read_chunk()
             if not chunk:
                 return
-            unpacker.feed(chunk)
+            if len(head) < EXCERPT:
+                head += chunk[: EXCERPT - len(head)]
             out: list[Command] = []
+            failure: AttemptFailed | None = None
+            garbage = False  # bytes that are not msgpack maps at all
             try:
-                for frame in unpacker:
+                unpacker.feed(chunk)
+            except Exception as exc:  # BufferFull: a frame larger than MAX_FRAME_BYTES
+                failure = state.failed(CODE_PROTOCOL, _undecodable(state, exc))
+                garbage = True
+            while failure is None and not state.finished:
+                try:
+                    frame = next(unpacker)
+                except StopIteration:  # the rest of the frame has not arrived yet
+                    break
+                except Exception as exc:
+                    # Whatever msgpack raises for bytes a deployment sent (FormatError,
+                    # StackError, ValueError for bad UTF-8 or timestamps, TypeError for a list
+                    # or map used as a map key, ...) is a protocol violation, never a crash.
+                    failure = state.failed(CODE_PROTOCOL, _undecodable(state, exc))
+                    garbage = True
+                    break
+                try:
                     state.frame(frame, out)
-                    if state.finished:
-                        break
-            except ProtocolViolation as exc:
-                response.close()  # the attempt ends here: the deployment must see it end
-                out.append(
-                    state.failed(CODE_PROTOCOL, exc.message, related_index=exc.related_index)
-                )
-            except (msgpack.UnpackException, ValueError) as exc:
-                response.close()
-                out.append(
-                    state.failed(
-                        CODE_PROTOCOL,
-                        f"undecodable frame after entry index {state.next_index - 1}: "
-                        f"{type(exc).__name__}: {exc}",
+                except ProtocolViolation as exc:
+                    failure = state.failed(
+                        CODE_PROTOCOL, exc.message, related_index=exc.related_index
                     )
-                )
+                    garbage = not isinstance(frame, dict)
+                else:
+                    accepted += 1
+            if failure is not None:
+                response.close()  # the attempt ends here: the deployment must see it end
+                if garbage and not accepted and not response.content_type:
+                    # Nothing valid came first: say what answered rather than which byte failed.
+                    text = head.decode("utf-8", "replace")
+                    message = _not_the_protocol(url, response.content_type, text)
+                    failure = state.failed(CODE_PROTOCOL, message)
+                out.append(failure)
             if out:
                 await emit(out)
             if state.finished:
                 return
+
+
+async def _body_excerpt(response: Response, limit_s: float) -> str:
+    """The start of an answer's body as text ("" when it does not come quickly)."""
+    excerpt = ""
+    with contextlib.suppress(TimeoutError, HttpError):
+        async with asyncio.timeout(min(limit_s, 5.0)):
+            excerpt = (await response.read(EXCERPT)).decode("utf-8", "replace")
+    return excerpt
+
+
+def _is_msgpack(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type in _MSGPACK_TYPES
+
+
+def _not_the_protocol(url: str, content_type: str | None, excerpt: str) -> str:
+    """The failure of a 200 answer that is not the deployment protocol's stream of frames."""
+    what = (
+        f"with content-type {content_type!r} instead of {_CONTENT_TYPE!r}"
+        if content_type
+        else "without a content-type and with a body that is not msgpack frames"
+    )
+    return (
+        f"deployment {url} answered HTTP 200 {what}: the endpoint is not speaking the deployment "
+        f"protocol (PROTOCOL.md §2: {_CONTENT_TYPE}, a stream of msgpack maps). Check that the "
+        "deployment's registered URI is the base URL of a service served with processor.sdk, not "
+        f"a web page, a proxy or another server. The answer starts: {excerpt!r}"
+    )
+
+
+def _undecodable(state: AttemptFrames, exc: Exception) -> str:
+    """The failure message of bytes that msgpack cannot decode into a frame."""
+    if isinstance(exc, msgpack.BufferFull):
+        why = f"a frame larger than {MAX_FRAME_BYTES} bytes"
+    elif isinstance(exc, msgpack.StackError):
+        why = "a frame nested deeper than msgpack allows"
+    elif isinstance(exc, UnicodeDecodeError):
+        why = "a string that is not valid UTF-8"
+    elif isinstance(exc, TypeError):
+        why = "a map whose key is a list or a map (keys must be strings, numbers, ...)"
+    else:
+        why = "bytes that are not msgpack"
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (
+        f"undecodable frame after entry index {state.next_index - 1}: {why} ({detail}); a "
+        "deployment answers a stream of msgpack maps (PROTOCOL.md §2)"
+    )
 
 
 def no_deployment_failure(
