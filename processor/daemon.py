@@ -42,7 +42,7 @@ from processor.commands import (
 from processor.config import Config
 from processor.metrics import Metrics
 from processor.partition import Partition
-from processor.registry import Registry
+from processor.registry import RegistrationError, Registry
 from processor.runner import tune_switch_interval
 from processor.state_machine.types import Transition
 
@@ -62,7 +62,12 @@ def open_registry(path: Path) -> Registry:
     not one (a stray or damaged file must not end startup in a traceback)."""
     try:
         return Registry(path)
-    except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+    except sqlite3.OperationalError as exc:  # locked, read-only, I/O: the file itself may be fine
+        raise DaemonError(
+            f"cannot open the deployment registry {path} ({exc}); check that no other program "
+            "holds it open or locked and that the data directory is writable, then start again"
+        ) from None
+    except (sqlite3.DatabaseError, RegistrationError, ValueError, KeyError, TypeError) as exc:
         raise DaemonError(
             f"the deployment registry {path} cannot be read ({exc}); restore it from a backup, or "
             "move it aside and register the deployments again with `processor deployments "

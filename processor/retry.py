@@ -116,9 +116,26 @@ _KEYS = {
 }
 
 
-def policy_from_mapping(raw: Mapping[str, Any], base: RetryPolicy | None = None) -> RetryPolicy:
+def _as_float(value: Any) -> float | None:
+    """`value` as a float when it is a number (not a bool); ±inf for ints beyond the float range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int of hundreds of digits
+        return math.inf if value > 0 else -math.inf
+
+
+def policy_from_mapping(
+    raw: Mapping[str, Any], base: RetryPolicy | None = None, *, lenient: bool = False
+) -> RetryPolicy:
     """Overlay a config/discovery map (kebab-case keys, SPEC §5) on `base`. Raises ValueError naming
-    the key on an unknown key or a bad value."""
+    the key on an unknown key or a bad value.
+
+    `lenient` is for maps stored by an earlier version, which accepted non-finite factors and
+    unbounded attempt counts: those load (a huge count is clamped to `MAX_ATTEMPTS_LIMIT`, and
+    `next_delay_ms` treats a non-finite factor as "grow to max-interval at once") instead of
+    refusing a registry that was valid when it was written."""
     policy = base or RetryPolicy()
     for key in raw:
         if key not in _KEYS:
@@ -139,21 +156,19 @@ def policy_from_mapping(raw: Mapping[str, Any], base: RetryPolicy | None = None)
         raise ValueError(f"retry policy: {exc}") from None
     if "exponentiation-factor" in raw:
         value = raw["exponentiation-factor"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 1.0
-        ):
+        number = _as_float(value)
+        if number is None or (not lenient and not math.isfinite(number)) or number < 1.0:
             raise ValueError(
                 "retry policy key 'exponentiation-factor' must be a finite number >= 1, "
                 f"got {value!r}"
             )
-        factor = float(value)
+        factor = number
     if "max-attempts" in raw:
         value = raw["max-attempts"]
         if value == "unlimited":
             max_attempts = None
+        elif isinstance(value, int) and not isinstance(value, bool) and lenient and value >= 1:
+            max_attempts = min(value, MAX_ATTEMPTS_LIMIT)
         elif (
             isinstance(value, int)
             and not isinstance(value, bool)

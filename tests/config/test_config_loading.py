@@ -255,6 +255,11 @@ def test_unknown_processor_env_variable_is_rejected_with_a_suggestion() -> None:
             "a finite number >= 1",
         ),
         (
+            "[invocation.default-retry-policy]\nexponentiation-factor = 1" + "0" * 400,
+            "'invocation.default-retry-policy.exponentiation-factor'",
+            "a finite number >= 1",
+        ),
+        (
             "[invocation.default-retry-policy]\nmax-attempts = 9223372036854775808",
             "'invocation.default-retry-policy.max-attempts'",
             "from 1 to 2147483647",
