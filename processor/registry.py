@@ -89,20 +89,22 @@ def _name(raw: Any, what: str) -> str:
     return raw
 
 
-def _policy(raw: Any, what: str) -> PolicyMap | None:
+def _policy(raw: Any, what: str, stored: bool) -> PolicyMap | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
         raise RegistrationError(f"retry_policy of {what} must be a map, got {raw!r}")
     try:
-        policy_from_mapping(raw)
+        policy_from_mapping(raw, lenient=stored)
     except ValueError as exc:
         raise RegistrationError(f"invalid retry_policy of {what}: {exc}") from None
     return dict(raw)
 
 
-def parse_discovery(doc: Any) -> tuple[int, dict[str, ServiceInfo]]:
-    """Validate a discovery document; raise RegistrationError saying what is wrong."""
+def parse_discovery(doc: Any, *, stored: bool = False) -> tuple[int, dict[str, ServiceInfo]]:
+    """Validate a discovery document; raise RegistrationError saying what is wrong. `stored`: the
+    document comes from the registry file, written by this or an earlier version (retry policies
+    are then checked leniently, see `policy_from_mapping`)."""
     if not isinstance(doc, Mapping):
         raise RegistrationError(f"discovery answer must be a map, got {type(doc).__name__}")
     protocol = doc.get("protocol")
@@ -130,9 +132,9 @@ def parse_discovery(doc: Any) -> tuple[int, dict[str, ServiceInfo]]:
             hname = _name(h.get("name"), f"service {name!r} handlers[{j}].name")
             if hname in handlers:
                 raise RegistrationError(f"service {name!r} lists handler {hname!r} twice")
-            handlers[hname] = _policy(h.get("retry_policy"), f"handler {name}/{hname}")
+            handlers[hname] = _policy(h.get("retry_policy"), f"handler {name}/{hname}", stored)
         services[name] = ServiceInfo(
-            name, handlers, _policy(raw.get("retry_policy"), f"service {name}")
+            name, handlers, _policy(raw.get("retry_policy"), f"service {name}", stored)
         )
     return PROTOCOL_VERSION, services
 
@@ -209,7 +211,8 @@ def _services_to_text(services: Mapping[str, ServiceInfo]) -> str:
 
 
 def _services_from_text(text: str) -> dict[str, ServiceInfo]:
-    _, services = parse_discovery({"protocol": PROTOCOL_VERSION, "services": json.loads(text)})
+    doc = {"protocol": PROTOCOL_VERSION, "services": json.loads(text)}
+    _, services = parse_discovery(doc, stored=True)
     return services
 
 
@@ -217,15 +220,30 @@ def validate_deployment_uri(uri: str) -> str:
     """`uri` without surrounding blanks and trailing slashes; RegistrationError saying which part
     is wrong when it is not `http(s)://host[:port][/path]` (the processor appends `/discover` and
     `/invoke/...`, so a query or fragment would end up in the middle of every request)."""
-    uri = uri.strip().rstrip("/")
     example = "e.g. http://127.0.0.1:9080 or https://handlers.example.com/v2"
+    uri = uri.strip()
     if not uri.startswith(("http://", "https://")):
         raise RegistrationError(
             f"deployment URI must start with http:// or https://: {uri!r} ({example})"
         )
-    parts = urllib.parse.urlsplit(uri)
-    if not parts.hostname or any(c.isspace() for c in uri):
-        raise RegistrationError(f"deployment URI {uri!r} has no valid host ({example})")
+    if any(c.isspace() for c in uri):
+        raise RegistrationError(
+            f"deployment URI {uri!r} contains whitespace; percent-encode it (%20) or remove it"
+        )
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        host = parts.hostname
+    except ValueError as exc:  # e.g. an unclosed or invalid [IPv6] address
+        raise RegistrationError(f"deployment URI {uri!r} is malformed: {exc} ({example})") from None
+    if not host:
+        ipv6 = parts.netloc.count(":") > 1
+        hint = "an IPv6 address goes in brackets: http://[::1]:9080" if ipv6 else example
+        raise RegistrationError(f"deployment URI {uri!r} has no host ({hint})")
+    if parts.username is not None or parts.password is not None:
+        raise RegistrationError(
+            f"deployment URI {parts.scheme}://…@{parts.netloc.rpartition('@')[2]} carries "
+            "credentials; they would be stored and shown in listings, so they are refused"
+        )
     try:
         port = parts.port
     except ValueError:
@@ -233,13 +251,14 @@ def validate_deployment_uri(uri: str) -> str:
     if port is not None and not 1 <= port <= 65535:
         raise RegistrationError(
             f"deployment URI {uri!r} has an invalid port: it must be a number from 1 to 65535"
+            + (" (an IPv6 address goes in brackets: http://[::1]:9080)" if ":" in host else "")
         )
-    if parts.query or parts.fragment or uri.endswith(("?", "#")):
+    if parts.query or parts.fragment or "?" in uri or "#" in uri:
         raise RegistrationError(
             f"deployment URI {uri!r} has a query or fragment; give the base URL the handlers are "
             f"served under ({example})"
         )
-    return uri
+    return uri.rstrip("/")
 
 
 class Registry:
@@ -356,10 +375,10 @@ class Registry:
         info = deployment.services[service]
         policy = default
         if info.retry_policy:
-            policy = policy_from_mapping(info.retry_policy, base=policy)
+            policy = policy_from_mapping(info.retry_policy, base=policy, lenient=True)
         handler_policy = info.handlers.get(handler)
         if handler_policy:
-            policy = policy_from_mapping(handler_policy, base=policy)
+            policy = policy_from_mapping(handler_policy, base=policy, lenient=True)
         return policy
 
 

@@ -36,7 +36,10 @@ def deployments() -> None:
 @admin_url_option
 def register(uri: str, output: str, admin_url: str | None) -> None:
     """Register the deployment served at URI (the admin API discovers its services)."""
-    parts = urllib.parse.urlsplit(uri)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError as exc:  # e.g. an unclosed [IPv6] address; the server says the rest
+        raise click.BadParameter(f"{uri!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise click.BadParameter(f"{uri!r} is not an http(s) URL, e.g. http://127.0.0.1:9080")
     answer = client_for(admin_url).request("POST", "/deployments", body={"uri": uri})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +14,7 @@ import msgpack
 import pytest
 from aiohttp import web
 
+from processor.ids import new_deployment_id
 from processor.registry import (
     RegistrationError,
     Registry,
@@ -20,7 +23,7 @@ from processor.registry import (
     resolve_resume_deployment,
     validate_deployment_uri,
 )
-from processor.retry import RetryPolicy
+from processor.retry import MAX_ATTEMPTS_LIMIT, RetryPolicy
 from processor.status import InvocationView, Status
 
 
@@ -238,6 +241,29 @@ async def test_unreachable_uri_is_rejected_and_nothing_stored(tmp_path: Path) ->
     assert registry.list() == []
 
 
+def test_registry_written_before_stricter_policy_checks_still_loads(tmp_path: Path) -> None:
+    # Earlier versions accepted these; a registry holding them must not stop the daemon.
+    path = tmp_path / "deployments.db"
+    Registry(path).close()
+    services = [
+        {
+            "name": "Old",
+            "retry_policy": {"exponentiation-factor": math.nan, "max-attempts": 1 << 40},
+            "handlers": [{"name": "h", "retry_policy": None}],
+        }
+    ]
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO deployments (id, uri, protocol, services, registered_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (new_deployment_id(), "http://127.0.0.1:9", 1, json.dumps(services), 0),
+        )
+    registry = Registry(path)
+    policy = registry.resolve_retry_policy("Old", "h", RetryPolicy(), None)
+    assert policy.max_attempts == MAX_ATTEMPTS_LIMIT  # clamped so invoke records still encode
+    assert math.isnan(policy.exponentiation_factor)  # backoff treats it as "cap at once"
+
+
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
@@ -247,17 +273,23 @@ async def test_unreachable_uri_is_rejected_and_nothing_stored(tmp_path: Path) ->
         ("http://127.0.0.1:9080/?v=2", "has a query or fragment"),
         ("http://127.0.0.1:9080/v2#top", "has a query or fragment"),
         ("http://127.0.0.1:9080?", "has a query or fragment"),
-        ("http://", "must start with http:// or https://"),
-        ("http://:9080", "has no valid host"),
-        ("http://a b:9080", "has no valid host"),
+        ("http://", "has no host"),
+        ("http://:9080", "has no host"),
+        ("http://::1:9080", r"IPv6 address goes in brackets"),
+        ("http://[::1", "is malformed"),
+        ("http://[::g]:80", "is malformed"),
+        ("http://a b:9080", "contains whitespace"),
+        ("http://h:9080/a b", "contains whitespace"),
+        ("http://user:secret@h:9080", "carries credentials"),
     ],
 )
 async def test_malformed_deployment_uri_is_rejected_saying_which_part_is_wrong(
     tmp_path: Path, uri: str, expected: str
 ) -> None:
     registry = Registry(tmp_path / "deployments.db")
-    with pytest.raises(RegistrationError, match=expected):
+    with pytest.raises(RegistrationError, match=expected) as err:
         await registry.register(uri)
+    assert "secret" not in str(err.value)
     assert registry.list() == []
 
 
