@@ -59,11 +59,20 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e400: valid JSON text, but Infinity once parsed
+        raise ValueError(f"{text} is beyond the float range")
+    return value
+
+
 def _strict_json(raw: bytes) -> Any:
     """`raw` parsed as standard JSON, no deeper than `MAX_RENDER_DEPTH`; ValueError otherwise
     (not UTF-8, not JSON, NaN/Infinity, too deep) so the caller shows it as base64."""
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        value = json.loads(
+            raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float
+        )
     except (UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
     if _depth_exceeds(value, MAX_RENDER_DEPTH):
@@ -142,9 +151,11 @@ def journal_entry_json(index: int, entry: Mapping[Any, Any], appended_at: int) -
         "appended_at": iso(appended_at),
     }
     for raw_key, value in entry.items():
-        key = _plain_key(raw_key)
-        if key in ("kind", "appended_at"):
+        if raw_key in ("kind", "appended_at"):
             continue
+        key = _plain_key(raw_key)
+        while key in out:  # "index", b"kind", or 7 next to "7": keep both, never overwrite
+            key = f"entry.{key}"
         if key == "value" and isinstance(value, bytes):
             out.update(payload_fields("value", value))
         elif key == "wake_up_at" and isinstance(value, int) and not isinstance(value, bool):

@@ -80,6 +80,14 @@ def test_deeply_nested_entry_is_cut_off_instead_of_failing_the_answer() -> None:
 
 
 def test_payload_that_is_not_standard_json_is_shown_as_base64() -> None:
-    for raw in (b"NaN", b'{"x": Infinity}', b"[" * 5000 + b"]" * 5000):
+    for raw in (b"NaN", b'{"x": Infinity}', b"1e400", b"[-1e999]", b"[" * 5000 + b"]" * 5000):
         body = _standard_json(result_json(Result(value=raw)))
         assert isinstance(body, dict) and "value_base64" in body and "value" not in body
+
+
+def test_entry_keys_that_collide_with_api_fields_or_each_other_are_all_kept() -> None:
+    entry = {"kind": "run", "index": "mine", b"kind": "raw", 7: "int", "7": "str"}
+    body = journal_entry_json(3, entry, MS)
+    assert (body["index"], body["kind"]) == (3, "run")
+    assert body["entry.index"] == "mine" and body["entry.kind"] == "raw"
+    assert sorted([body["7"], body["entry.7"]]) == ["int", "str"]
