@@ -45,6 +45,7 @@ class AdminUnreachable(click.ClickException):
 class Answer:
     status: int
     body: Any  # parsed JSON, or the raw text when the body is not JSON
+    wrong_server: bool = False  # the URL answered, but it is not the admin API
 
     @property
     def ok(self) -> bool:
@@ -79,7 +80,10 @@ class AdminApiError(click.ClickException):
 
 
 def _validate_base_url(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unclosed [IPv6] address
+        parts = urllib.parse.SplitResult("", "", "", "", "")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise click.BadParameter(
             f"{url!r} is not an http(s) URL; expected e.g. {DEFAULT_ADMIN_URL}",
@@ -123,18 +127,19 @@ class AdminClient:
             raise AdminUnreachable(self.base_url, _reason(error)) from None
 
     def _explain_wrong_server(self, answer: Answer) -> Answer:
-        """The CLI only asks for routes the admin API has, so a 404 for the route itself (not a
-        JSON 'not found' about an id) means `base_url` is some other server, e.g. the ingress."""
+        """The CLI only asks for routes and methods the admin API has, so a 405, or a 404 for the
+        route itself (not a JSON 'not found' about an id), means `base_url` is some other server,
+        e.g. the ingress (whose `POST /{service}/{handler}` answers `GET /invocations/<id>` 405)."""
         message = answer.message or ""
         is_admin_not_found = isinstance(answer.body, dict) and not message.startswith("no route")
-        if answer.status != 404 or is_admin_not_found:
+        if answer.status not in (404, 405) or (answer.status == 404 and is_admin_not_found):
             return answer
         hint = (
             f"{message or 'no such route'}; {self.base_url} does not look like the admin API "
             "(the ingress listens on another port, 8080 by default; the admin API on 9070). "
             f"Point the CLI at it with --admin-url URL or the {ADMIN_URL_ENV} environment variable"
         )
-        return Answer(answer.status, {"message": hint})
+        return Answer(answer.status, {"message": hint}, wrong_server=True)
 
     def call(
         self,

@@ -168,6 +168,8 @@ def _outcome(verb: Verb, invocation_id: str, answer: Answer) -> str:
             meaning += f"; pinned to {answer.body['pinned_deployment']} for its next attempt"
     elif answer.ok:
         meaning = verb.meanings.get(answer.status, verb.past)
+    elif answer.wrong_server:
+        meaning = "not sent to the admin API"
     else:
         meaning = _ERROR_MEANINGS.get(answer.status, "error")
     line = f"{invocation_id}: {meaning} ({answer.status} {answer.phrase})"
