@@ -14,7 +14,16 @@ from processor.ids import make_invocation_id
 from tests.leader.e2e_support import CHECKOUT, GREETER
 
 from .conftest import StartDeployment
-from .support import Daemon, describe, log_tails, register, request_json, send, wait_status
+from .support import (
+    Cli,
+    Daemon,
+    describe,
+    log_tails,
+    register,
+    request_json,
+    send,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -168,3 +177,13 @@ async def test_every_error_code_names_the_object_and_reason_and_rejections_appen
     assert (await describe(http, daemon, scheduled))["status"] == "scheduled"
     assert (await describe(http, daemon, paused))["status"] == "paused"
     assert daemon.errors_logged() == []
+
+
+async def test_cli_pointed_at_the_ingress_says_it_is_not_the_admin_api(daemon: Daemon) -> None:
+    cli = Cli(daemon.ingress_url)
+    inv = make_invocation_id(1, 1)
+    for args in (["invocations", "list"], ["invocations", "describe", inv]):
+        result = await cli.run(*args)
+        assert result.code == 1, result
+        assert f"{daemon.ingress_url} does not look like the admin API" in result.stderr, result
+        assert "--admin-url" in result.stderr, result
