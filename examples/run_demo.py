@@ -7,9 +7,11 @@ stays in the foreground until Ctrl-C, which stops everything it started.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,6 +71,38 @@ def warn_about_newer_deployments(ours: list[dict[str, object]]) -> None:
                 )
 
 
+def already_running() -> str | None:
+    """Why `make run` cannot start here (another daemon on ./data, or a port in use), or None.
+
+    Checked before anything starts: otherwise the example deployments fail to bind with
+    tracebacks and the banner is printed for a daemon that then exits."""
+    lock = ROOT / "data" / "LOCK"
+    if lock.exists():
+        with open(lock, "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                pid = handle.read().strip() or "unknown"
+                return (
+                    f"a daemon (pid {pid}) is already running on ./data, probably an earlier "
+                    "`make run`; use it, or stop it (Ctrl-C in its terminal) first"
+                )
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    ports = [port for _, port, _ in DEPLOYMENTS] + [8080, 9070]
+    for port in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no user
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return (
+                    f"port {port} is already in use (make run needs {', '.join(map(str, ports))}); "
+                    "stop what uses it first"
+                )
+    return None
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # run the cleanup below, as Ctrl-C does
 
@@ -79,6 +113,10 @@ def main() -> int:
     python = sys.executable
     ledger = ROOT / "data" / "checkout-ledger.txt"
     ledger.parent.mkdir(parents=True, exist_ok=True)
+    problem = already_running()
+    if problem is not None:
+        print(f"make run: {problem}", file=sys.stderr)
+        return 1
     try:
         for script, port, extra in DEPLOYMENTS:
             cmd = [python, str(ROOT / "examples" / script), "--port", str(port), *extra]
