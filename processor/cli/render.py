@@ -239,6 +239,20 @@ def _no_attempt(detail: dict[str, Any]) -> str:
     return "-"
 
 
+def _policy_line(policy: Any) -> str:
+    """The effective retry policy in one line, e.g. '3 attempts; 100ms ×2.0 up to 1000ms; then
+    pause' ('-' when the answer has none)."""
+    if not isinstance(policy, dict):
+        return "-"
+    attempts = policy.get("max-attempts")
+    count = "unlimited attempts" if attempts == "unlimited" else f"{attempts} attempts"
+    return (
+        f"{count}; backoff {policy.get('initial-interval-ms')}ms "
+        f"×{policy.get('exponentiation-factor')} up to {policy.get('max-interval-ms')}ms; "
+        f"then {policy.get('on-max-attempts')}"
+    )
+
+
 def describe_invocation(detail: dict[str, Any], now: dt.datetime) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold", no_wrap=True)
@@ -250,6 +264,7 @@ def describe_invocation(detail: dict[str, Any], now: dt.datetime) -> Group:
         ("Status", status_text(detail)),
         ("Attempt", f"{detail.get('attempt', 0)} ({retries})"),
         ("Next retry", f"{clock(next_retry)} ({until(next_retry, now)})" if next_retry else "-"),
+        ("Retry policy", Text(_policy_line(detail.get("retry_policy")))),
         ("Pinned deployment", Text(str(detail.get("pinned_deployment") or "- (not pinned yet)"))),
         (
             "Last attempt on",

@@ -18,7 +18,7 @@ from processor.telemetry import configure_logging
     "config_path",
     type=click.Path(path_type=Path),
     envvar="PROCESSOR_CONFIG",
-    help="TOML configuration file (SPEC §6.4); env PROCESSOR_CONFIG.",
+    help="TOML configuration file (`processor config show` lists the keys); env PROCESSOR_CONFIG.",
 )
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where logs and state live.")
 @click.option("--partitions", type=int, help="Number of partitions.")

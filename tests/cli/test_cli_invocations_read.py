@@ -47,6 +47,13 @@ def failing_invocation(admin: FakeAdmin) -> dict[str, Any]:
         pinned_deployment=dp,
         last_attempt_deployment=dp,
         idempotency_key="order-42",
+        retry_policy={
+            "initial-interval-ms": 100,
+            "exponentiation-factor": 2.0,
+            "max-interval-ms": 1000,
+            "max-attempts": 3,
+            "on-max-attempts": "pause",
+        },
         last_failure={
             "code": 500,
             "message": "ship failed:\nwarehouse [closed]",
@@ -180,6 +187,7 @@ def test_describe_human_shows_header_failure_with_trace_and_merged_timeline(
     assert "Checkout/process" in out and "backing-off" in out
     assert f"Pinned deployment  {inv['pinned_deployment']}" in out
     assert "Next retry" in out and "(in " in out
+    assert "Retry policy       3 attempts; backoff 100ms ×2.0 up to 1000ms; then pause" in out
     assert "Idempotency key    order-42" in out
     assert "Last failure (attempt 3, journal index 2)" in out
     assert 'File "svc.py", line 9, in ship' in out
