@@ -20,8 +20,14 @@ log = structlog.get_logger("processor.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Reason phrases of the non-standard codes this API answers (HTTP's own come from aiohttp).
+_REASONS = {470: "Not Ready", 571: "Protocol Violation"}
+
+
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"message": message, **extra}, status=status)
+    return web.json_response(
+        {"message": message, **extra}, status=status, reason=_REASONS.get(status)
+    )
 
 
 class ApiError(Exception):

@@ -30,7 +30,7 @@ from processor.registry import Registry
 from processor.retry import RetryPolicy, parse_duration_ms
 from processor.state_machine.fast import maker
 from processor.state_machine.lifecycle.common import not_found
-from processor.status import Failure, Result
+from processor.status import Failure, Result, Status
 
 NOT_READY = 470  # Restate's "not ready yet" for GET …/output
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -224,10 +224,16 @@ class Ingress:
         if view is None:
             raise ApiError(404, not_found(invocation_id))
         if view.result is None:
+            if view.status is Status.PAUSED:  # waiting would wait for an operator, say so
+                advice = (
+                    f"it waits for an operator: resume it (`processor invocations resume "
+                    f"{invocation_id}`), then GET /invocations/{invocation_id}/attach to wait"
+                )
+            else:
+                advice = f"use GET /invocations/{invocation_id}/attach to wait for it"
             raise ApiError(
                 NOT_READY,
-                f"invocation {invocation_id} is {view.status.value}, not completed yet; "
-                f"use GET /invocations/{invocation_id}/attach to wait for it",
+                f"invocation {invocation_id} is {view.status.value}, not completed yet; {advice}",
             )
         return result_response(invocation_id, view.result)
 

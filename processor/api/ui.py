@@ -276,3 +276,4 @@ def mount_ui(admin_app: web.Application, admin: AdminApi) -> None:
 
     admin_app.add_subapp("/ui/", ui_app(admin))
     admin_app.router.add_get("/", to_ui)
+    admin_app.router.add_get("/ui", to_ui)  # the address typed without its slash

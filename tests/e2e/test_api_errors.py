@@ -163,9 +163,12 @@ async def test_every_error_code_names_the_object_and_reason_and_rejections_appen
         status, message = await answer(http, "PATCH", url, params={"deployment": option})
         assert status == 409 and "completed" in message, (option, message)
 
-    # Ingress 470: the output is not ready; the message says how to wait for it.
-    status, message = await answer(http, "GET", f"{ingress}/invocations/{paused}/output")
-    assert status == 470 and paused in message and "paused" in message, message
+    # Ingress 470: the output is not ready; a paused one waits for an operator, and says so.
+    async with http.get(f"{ingress}/invocations/{paused}/output") as response:
+        assert (response.status, response.reason) == (470, "Not Ready")
+        message = (await response.json())["message"]
+    assert paused in message and "paused" in message, message
+    assert f"processor invocations resume {paused}" in message, message
     assert f"/invocations/{paused}/attach" in message, message
 
     # Those went through the state machine (answered by its Reply), so they were logged: the
