@@ -69,8 +69,38 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
     return json_error(500, f"internal error while handling {request.method} {request.path}")
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cross_site_refusal(request: web.Request) -> str | None:
+    """Why a state-changing request must be refused because a browser sent it from another site,
+    or None. Any web page the operator opens can make their browser POST to 127.0.0.1:9070 (a
+    form or `fetch` with a text/plain body needs no CORS preflight), e.g. to register a deployment
+    that then receives every new invocation. Browsers always send `Origin` on such requests (and
+    `Sec-Fetch-Site`); the CLI and scripts send neither, so they are unaffected. `Origin: null`
+    (sandboxed frames, some redirects) counts as foreign unless the browser itself says the
+    request came from this origin (`Sec-Fetch-Site: same-origin`)."""
+    if request.method in _SAFE_METHODS:
+        return None
+    origin = request.headers.get("Origin")
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if origin is None or origin == f"{request.scheme}://{request.host}":
+        same = fetch_site != "cross-site"
+    else:
+        same = origin == "null" and fetch_site == "same-origin"
+    if same:
+        return None
+    return (
+        f"refused: a {request.method} sent by a web page of another site (origin {origin}) may "
+        "not change invocations or deployments; use the CLI, or the web UI on its own address"
+    )
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    refusal = cross_site_refusal(request)
+    if refusal is not None and not request.path.startswith("/ui/"):  # the UI answers a page
+        return json_error(403, refusal)
     try:
         return await handler(request)
     except Exception as exc:

@@ -23,7 +23,13 @@ from aiohttp.typedefs import Middleware
 
 from processor.api import ui_format as fmt
 from processor.api.admin import MAX_LIST_LIMIT, VERBS, AdminApi
-from processor.api.errors import ApiError, Handler, log, unavailable_message
+from processor.api.errors import (
+    ApiError,
+    Handler,
+    cross_site_refusal,
+    log,
+    unavailable_message,
+)
 from processor.api.ui_pages import BulkPages, DeploymentPages
 from processor.ids import InvalidId, parse_invocation_id
 from processor.leader.replies import LeaderStopped
@@ -41,7 +47,9 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": under it, browsers send `Origin: null` with the UI's own form posts, and
+    # the cross-site check could not tell them from a sandboxed frame's.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -218,16 +226,9 @@ def make_guard(ui: Ui) -> Middleware:
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Security headers on every page; refuse state-changing requests from other sites;
         errors as HTML pages (the admin app's middleware would answer JSON)."""
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            origin = request.headers.get("Origin")
-            cross = request.headers.get("Sec-Fetch-Site") == "cross-site"
-            foreign = origin not in (None, "null") and origin.split("://", 1)[-1] != request.host
-            if cross or foreign:
-                return web.Response(
-                    status=403,
-                    text=f"refused: a {request.method} from another site ({origin}) may not "
-                    "change invocations; use this page on its own address",
-                )
+        refusal = cross_site_refusal(request)
+        if refusal is not None:
+            return web.Response(status=403, text=refusal, headers=SECURITY_HEADERS)
         try:
             response = await handler(request)
         except web.HTTPException as exc:

@@ -127,9 +127,14 @@ async def test_purge_from_the_page_returns_to_the_list_saying_so(
 
 async def test_cross_site_posts_are_refused(client: Client, cluster: FakeCluster) -> None:
     view = cluster.add(make_view(status=Status.RUNNING))
-    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "null"},  # a sandboxed frame
+        {"Origin": f"https://{client.host}:{client.port}"},  # same host, other scheme
+    ):
         response = await client.post(f"/ui/invocations/{view.id}/kill", headers=headers)
-        assert response.status == 403
+        assert response.status == 403, headers
     assert cluster.commands() == []
     same_origin = {"Origin": f"http://{client.host}:{client.port}"}
     response = await client.post(f"/ui/invocations/{view.id}/kill", headers=same_origin)
@@ -255,3 +260,22 @@ async def test_a_stopped_partition_is_a_503_shown_as_a_page_not_json(
     response = await client.get("/ui/")
     assert response.status == 500 and response.content_type == "text/html"
     assert "internal error while handling GET /ui/" in await response.text()
+
+
+async def test_admin_api_refuses_state_changes_sent_by_another_site(
+    client: Client, cluster: FakeCluster
+) -> None:
+    # A page on any site can make the operator's browser POST here without a CORS preflight.
+    view = cluster.add(make_view(status=Status.RUNNING))
+    evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    response = await client.post(
+        "/deployments", data='{"uri": "http://evil.example"}', headers=evil
+    )
+    assert response.status == 403
+    assert "another site" in (await response.json())["message"]
+    response = await client.patch(f"/invocations/{view.id}/kill", headers=evil)
+    assert response.status == 403
+    assert cluster.commands() == []
+    # The CLI and scripts send no Origin: unaffected.
+    response = await client.patch(f"/invocations/{view.id}/kill")
+    assert response.status == 200 and [type(c) for c in cluster.commands()] == [Kill]
