@@ -253,6 +253,11 @@ def validate_deployment_uri(uri: str) -> str:
             f"deployment URI {uri!r} has an invalid port: it must be a number from 1 to 65535"
             + (" (an IPv6 address goes in brackets: http://[::1]:9080)" if ":" in host else "")
         )
+    if any(seg.lower().replace("%2e", ".") in (".", "..") for seg in parts.path.split("/")):
+        raise RegistrationError(
+            f"deployment URI {uri!r} has a '.' or '..' path segment; give the path as it is "
+            "(discovery would resolve it, but every invoke URL would keep it)"
+        )
     if parts.query or parts.fragment or "?" in uri or "#" in uri:
         raise RegistrationError(
             f"deployment URI {uri!r} has a query or fragment; give the base URL the handlers are "

@@ -281,6 +281,9 @@ def test_registry_written_before_stricter_policy_checks_still_loads(tmp_path: Pa
         ("http://a b:9080", "contains whitespace"),
         ("http://h:9080/a b", "contains whitespace"),
         ("http://user:secret@h:9080", "carries credentials"),
+        ("http://h:9080/invoke/..", "'.' or '..' path segment"),
+        ("http://h:9080/a/%2E%2e/b", "'.' or '..' path segment"),
+        ("http://h:9080/./v2", "'.' or '..' path segment"),
     ],
 )
 async def test_malformed_deployment_uri_is_rejected_saying_which_part_is_wrong(
