@@ -218,9 +218,17 @@ class AdminApi:
     async def register(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except ValueError:
-            raise ApiError(400, 'the body must be JSON like {"uri": "http://host:port"}') from None
-        uri = body.get("uri") if isinstance(body, dict) else None
+        except (ValueError, RecursionError, LookupError) as exc:  # LookupError: unknown charset
+            raise ApiError(
+                400, f'the body must be JSON like {{"uri": "http://host:port"}} ({exc})'
+            ) from None
+        if not isinstance(body, dict):
+            raise ApiError(
+                400,
+                f'the body must be a JSON object like {{"uri": "http://host:port"}}, got '
+                f"{type(body).__name__}",
+            )
+        uri = body.get("uri")
         deployment, created = await self.register_uri(uri)
         return web.json_response(deployment_json(deployment), status=201 if created else 200)
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from processor.leader.replies import LeaderStopped
 from processor.partition import PartitionFailed, PartitionNotRunning
@@ -63,7 +65,21 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
             reason = f"no route for {request.method} {request.path}"
         elif exc.status == 405:
             reason = f"method {request.method} is not allowed on {request.path}"
-        return json_error(exc.status, reason)
+        response = json_error(exc.status, reason)
+        if "Allow" in exc.headers:  # a 405 says which methods the path takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    if isinstance(exc, ConnectionResetError):
+        # The client went away in the middle of its request: nothing to answer, nothing wrong here.
+        log.debug("client disconnected", method=request.method, path=request.path)
+        return json_error(400, "the client disconnected before its request body was complete")
+    if isinstance(exc, RequestPayloadError | HttpProcessingError):
+        # A body the server could not read: e.g. `Content-Encoding: gzip` on bytes that are not.
+        return json_error(
+            400,
+            f"cannot read the request body of {request.method} {request.path}: {exc}; send it "
+            "unencoded or with a Content-Encoding that matches it",
+        )
     # Called from the middleware's `except` block, so the traceback is the current exception's.
     log.exception("unhandled error in API route", method=request.method, path=request.path)
     return json_error(500, f"internal error while handling {request.method} {request.path}")

@@ -19,7 +19,9 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
 
 from processor.api import ui_format as fmt
 from processor.api.admin import MAX_LIST_LIMIT, VERBS, AdminApi
@@ -239,6 +241,11 @@ def make_guard(ui: Ui) -> Middleware:
                 raise
         except (LeaderStopped, PartitionNotRunning) as exc:
             response = ui.error_page(request, 503, unavailable_message(exc))
+        except (UnicodeDecodeError, RequestPayloadError, HttpProcessingError) as exc:
+            # A form that is not UTF-8 or a body that cannot be read: the sender's problem.
+            response = ui.error_page(request, 400, f"cannot read the submitted form: {exc}")
+        except ConnectionResetError:
+            return web.Response(status=400)  # the browser left; nobody reads this
         except Exception:
             log.exception("unhandled error in UI route", method=request.method, path=request.path)
             response = ui.error_page(
