@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any, Literal, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.typing import Processor
 
 LogFormat = Literal["auto", "json", "console"]
@@ -89,6 +90,29 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    quiet_malformed_requests()
+
+
+class MalformedRequestFilter(logging.Filter):
+    """Turn aiohttp's "Error handling request" tracebacks for requests that are not valid HTTP
+    (a header over the size limit, a bad chunk size, a non-ASCII request line...) into one
+    debug line: aiohttp already answered 400, and a client's bad bytes are not the daemon's
+    error. Anything else aiohttp logs passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg, record.args = "malformed HTTP request answered 400: %s", (exc,)
+            record.exc_info, record.exc_text = None, None
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server.filters):
+        server.addFilter(MalformedRequestFilter())
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Any:
