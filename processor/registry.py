@@ -15,6 +15,7 @@ anything is appended (SPEC §3.4).
 
 from __future__ import annotations
 
+import difflib
 import json
 import sqlite3
 import time
@@ -345,6 +346,16 @@ class Registry:
         register = "`processor deployments register <uri>` (POST /deployments on the admin API)"
         latest = self.latest_for(service)
         if latest is None:
+            known = sorted({name for d in self._ordered for name in d.services})
+            close = difflib.get_close_matches(service, known, n=1, cutoff=0.6) or [
+                name for name in known if name.lower() == service.lower()
+            ]
+            if close:  # a typo or the wrong case: names are case-sensitive
+                return (
+                    f"no registered deployment serves a service {service!r}; did you mean "
+                    f"{close[0]}/{handler}? (service names are case-sensitive; registered: "
+                    f"{', '.join(known)})"
+                )
             return (
                 f"no registered deployment serves {service}/{handler}; register one with {register}"
             )

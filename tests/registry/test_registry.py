@@ -141,6 +141,9 @@ async def test_handler_only_an_older_deployment_serves_is_not_invokable_and_the_
     assert "processor deployments register" in message, message
     unknown = registry.unknown_target_message("Nowhere", "run")
     assert unknown.startswith("no registered deployment serves Nowhere/run;"), unknown
+    for typo in ("greeter", "Greter"):
+        message = registry.unknown_target_message(typo, "greet")
+        assert "did you mean Greeter/greet?" in message and "case-sensitive" in message, message
 
 
 async def test_latest_for_is_the_most_recent_deployment_serving_the_service(
