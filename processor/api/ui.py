@@ -265,6 +265,11 @@ def ui_app(admin: AdminApi) -> web.Application:
     app = web.Application(middlewares=[make_guard(ui)])
     r = app.router
     r.add_get("/", ui.index, name="index")
+
+    async def to_index(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/ui/" + (f"?{request.query_string}" if request.query_string else ""))
+
+    r.add_get("/invocations", to_index)  # the list lives at the UI's root
     r.add_get("/invocations/{id}", ui.invocation, name="invocation")
     r.add_post(f"/invocations/{{id}}/{{verb:{_VERB_PATTERN}}}", ui.act)
     r.add_post("/actions", bulk.handle)
@@ -282,6 +287,8 @@ def mount_ui(admin_app: web.Application, admin: AdminApi) -> None:
     async def to_ui(request: web.Request) -> web.Response:
         raise web.HTTPFound("/ui/")
 
+    # Before the sub-application: its prefix also matches "/ui", the address typed without
+    # its slash, which would then be the UI's 404 page.
+    admin_app.router.add_get("/ui", to_ui)
     admin_app.add_subapp("/ui/", ui_app(admin))
     admin_app.router.add_get("/", to_ui)
-    admin_app.router.add_get("/ui", to_ui)  # the address typed without its slash

@@ -262,6 +262,11 @@ async def test_unknown_page_is_an_html_404_and_root_redirects_to_the_ui(client: 
     assert "there is no page at /ui/nowhere" in await page(client, "/ui/nowhere", status=404)
     response = await client.get("/", allow_redirects=False)
     assert response.status == 302 and response.headers["Location"] == "/ui/"
+    # Addresses a person types: without the slash, or the list's own name.
+    response = await client.get("/ui", allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == "/ui/"
+    response = await client.get("/ui/invocations?status=paused", allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == "/ui/?status=paused"
 
 
 async def test_deployments_page_lists_services_handlers_and_pinned_invocations(
