@@ -136,7 +136,10 @@ def invocations_table(
         columns["RETRIES"].append(Text(str(inv.get("retry_count", ""))))
         columns["NEXT RETRY"].append(Text(until(inv.get("next_retry_at"), now)))
         columns["DEPLOYMENT"].append(Text(str(inv.get("pinned_deployment") or "-")))
-        failures.append(inv.get("last_failure") or result_failure(inv))
+        # A completed invocation shows how it ended: an earlier attempt's failure that a resume
+        # or a retry got past is history (describe keeps it), not what the list is about.
+        done = inv.get("status") == "completed"
+        failures.append(result_failure(inv) if done else inv.get("last_failure"))
 
     def used() -> int:
         widths = [max([len(h), *(c.cell_len for c in cells)]) for h, cells in columns.items()]

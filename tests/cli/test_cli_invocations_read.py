@@ -127,6 +127,20 @@ def test_list_human_shows_a_row_per_invocation_with_failure_and_pin(admin: FakeA
     assert out.index(done["id"]) < out.index(inv["id"])  # newest first, as the server sent them
 
 
+def test_list_shows_no_failure_for_an_invocation_that_completed_after_one(
+    admin: FakeAdmin,
+) -> None:
+    # v1 failed, an operator resumed it on v2 and it succeeded: the old failure is history.
+    admin.add(
+        "Checkout/process",
+        "completed",
+        last_failure={"code": 500, "message": "v1 bug", "attempt": 3},
+        result={"value": {"ok": True}},
+    )
+    out = plain(run(admin, "invocations", "list").stdout)
+    assert "completed" in out and "v1 bug" not in out
+
+
 def test_list_passes_every_filter_to_the_admin_api(admin: FakeAdmin) -> None:
     dp = new_deployment_id()
     result = run(

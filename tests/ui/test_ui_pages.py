@@ -301,3 +301,19 @@ async def test_pages_carry_security_headers_and_static_files_are_served(client: 
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     for asset in ("static/ui.css", "static/ui.js"):
         assert (await client.get(f"/ui/{asset}")).status == 200
+
+
+async def test_list_shows_how_a_completed_invocation_ended_not_an_earlier_failure(
+    client: Client, cluster: FakeCluster
+) -> None:
+    fixed = make_view(
+        status=Status.COMPLETED,
+        last_failure=Failure(500, "v1 bug in ship", attempt=3),
+        result=Result(value=b'{"ok": true}'),
+    )
+    killed = make_view(status=Status.COMPLETED, result=Result(failure=Failure(409, "killed")))
+    cluster.add(fixed)
+    cluster.add(killed)
+    html = await page(client, "/ui/")
+    assert "v1 bug in ship" not in html
+    assert "409 killed" in html
