@@ -223,6 +223,9 @@ def validate_deployment_uri(uri: str) -> str:
     `/invoke/...`, so a query or fragment would end up in the middle of every request)."""
     example = "e.g. http://127.0.0.1:9080 or https://handlers.example.com/v2"
     uri = uri.strip()
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        uri = f"{scheme.lower()}://{rest}"  # schemes are case-insensitive (RFC 3986 §3.1)
     if not uri.startswith(("http://", "https://")):
         raise RegistrationError(
             f"deployment URI must start with http:// or https://: {uri!r} ({example})"

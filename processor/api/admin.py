@@ -234,7 +234,7 @@ class AdminApi:
 
     async def register_uri(self, uri: object) -> tuple[Deployment, bool]:
         """Discover and store the deployment at `uri`: (deployment, created); ApiError(400)."""
-        if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
+        if not isinstance(uri, str) or not uri.lower().startswith(("http://", "https://")):
             raise ApiError(400, f'"uri" must be an http(s) URL, got {uri!r}')
         try:
             return await self.registry.register(uri)

@@ -302,6 +302,7 @@ async def test_malformed_deployment_uri_is_rejected_saying_which_part_is_wrong(
 def test_well_formed_deployment_uris_are_accepted_without_trailing_slash() -> None:
     assert validate_deployment_uri(" http://[::1]:9080/ ") == "http://[::1]:9080"
     assert validate_deployment_uri("https://h.example.com/v2/") == "https://h.example.com/v2"
+    assert validate_deployment_uri("HTTP://H:9080/V2") == "http://H:9080/V2"  # scheme only
 
 
 async def test_retry_policy_resolution_handler_beats_service_beats_default(
