@@ -1,6 +1,6 @@
 """`processor replay`: rebuild / verify / trace a partition's state from its log.
 
-Paths come from `--log`/`--state` or from `--data-dir DIR --partition N` (SPEC §6.5:
+Paths come from `--log`/`--state` or from `--data-dir DIR --partition N` (DIR defaults to ./data;
 `DIR/partitions/N/log` and `DIR/partitions/N/state.db`). The log is opened read-only, so this works
 while a daemon runs on the same data directory; the live store is only ever read.
 """
@@ -18,15 +18,32 @@ if TYPE_CHECKING:
     from processor.replay import ReplayResult
 
 
+def _partitions_in(data_dir: Path) -> str:
+    """The partition numbers under `data_dir/partitions`, e.g. "0, 1, 2, 3" ('' if none)."""
+    root = data_dir / "partitions"
+    numbers = (
+        sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
+    )
+    return ", ".join(map(str, numbers))
+
+
 def _paths(
     log_dir: Path | None, state: Path | None, data_dir: Path | None, partition: int | None
 ) -> tuple[Path, Path | None]:
     if data_dir is not None or partition is not None:
-        if data_dir is None or partition is None:
-            raise click.UsageError("--data-dir and --partition go together")
         if log_dir is not None:
             raise click.UsageError("use either --log/--state or --data-dir/--partition")
+        data_dir = data_dir if data_dir is not None else Path("data")  # the daemon's default
+        present = _partitions_in(data_dir)
+        if partition is None:
+            raise click.UsageError(
+                f"--data-dir needs --partition N (partitions in {data_dir}: {present or 'none'})"
+            )
         base = data_dir / "partitions" / str(partition)
+        if not base.is_dir():
+            raise click.ClickException(
+                f"no partition {partition} in {data_dir} (partitions there: {present or 'none'})"
+            )
         return base / "log", state if state is not None else base / "state.db"
     if log_dir is None:
         raise click.UsageError("give --log DIR (or --data-dir DIR --partition N)")
@@ -109,7 +126,9 @@ def _print_human(result: ReplayResult, trace: str | None, hint: str = "") -> Non
     "--state", type=click.Path(path_type=Path), help="The live state.db (read only, for --verify)."
 )
 @click.option(
-    "--data-dir", type=click.Path(path_type=Path), help="Data directory (with --partition)."
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Data directory (with --partition; default ./data).",
 )
 @click.option("--partition", type=int, help="Partition number inside --data-dir.")
 @click.option("--until-lsn", type=click.IntRange(min=0), help="Stop after this LSN.")

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from log import open_log
@@ -211,3 +212,20 @@ def test_replay_of_a_directory_without_segments_says_what_a_log_directory_holds(
     assert "records applied: 0" in result.stdout
     assert f"note: {tmp_path} holds no log segments" in result.stderr
     assert "partitions/<n>/log" in result.stderr
+
+
+def test_partition_alone_means_the_daemons_default_data_dir(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(data_dir.parent)  # ./data is the daemon's default
+    code, out = run("--partition", 0)
+    assert code == 0, out
+    assert "records applied: 237" in out
+
+
+def test_missing_partition_lists_the_ones_that_exist(data_dir: Path) -> None:
+    code, out = run("--data-dir", data_dir, "--partition", 7)
+    assert code == 1
+    assert f"no partition 7 in {data_dir} (partitions there: 0)" in out
+    code, out = run("--data-dir", data_dir)
+    assert code == 2 and "--data-dir needs --partition N (partitions in" in out
