@@ -10,6 +10,7 @@ stderr and prints a summary; any failure makes the exit code 1.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -134,7 +135,7 @@ def list_(
         emit_json(body if output == "json" else rows, output)
         return
     if not rows:
-        click.echo("No invocations match.")
+        click.echo("No invocations match." + _service_hint(client_for(admin_url), service))
         return
     out = console()
     out.print(invocations_table(rows, _now(), out.width))
@@ -177,6 +178,32 @@ def _outcome(verb: Verb, invocation_id: str, answer: Answer) -> str:
     if detail is None and isinstance(answer.body, dict) and answer.body.get("status"):
         detail = f"now {answer.body['status']}"  # success answers may carry the new status only
     return f"{line}: {detail}" if detail else line
+
+
+def _service_hint(client: AdminClient, service: str | None) -> str:
+    """When nothing matched a service filter: a note if no deployment serves that service, with
+    the closest registered name (names are case-sensitive), else ''."""
+    if not service:
+        return ""
+    answer = client.request("GET", "/deployments")
+    if not answer.ok or not isinstance(answer.body, dict):
+        return ""
+    known = sorted(
+        {
+            str(svc.get("name"))
+            for d in answer.body.get("deployments", [])
+            if isinstance(d, dict)
+            for svc in d.get("services", [])
+            if isinstance(svc, dict)
+        }
+    )
+    if service in known:
+        return ""
+    close = difflib.get_close_matches(service, known, n=1, cutoff=0.6) or [
+        name for name in known if name.lower() == service.lower()
+    ]
+    suggestion = f"; did you mean {close[0]}? (names are case-sensitive)" if close else ""
+    return f" No registered deployment serves a service {service!r}{suggestion}"
 
 
 def _parse_query(text: str) -> tuple[str, str | None]:
@@ -273,7 +300,8 @@ def _verb_command(verb: Verb) -> Callable[..., None]:
         rows, truncated = _select(client, service, handler, statuses, limit)
         what = f"({', '.join(statuses)}) of {target}"
         if not rows:
-            click.echo(f"No invocations {what}; nothing to {verb.name}.")
+            hint = _service_hint(client, service)
+            click.echo(f"No invocations {what}; nothing to {verb.name}.{hint}")
             return
         out = console()
         out.print(invocations_table(rows, _now(), out.width))

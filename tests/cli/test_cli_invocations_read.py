@@ -160,8 +160,9 @@ def test_list_passes_every_filter_to_the_admin_api(admin: FakeAdmin) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "No invocations match" in result.stdout
-    (request,) = admin.requests
-    assert request.path == "/invocations"
+    # then GET /deployments: an empty answer checks whether the service is registered at all
+    assert [r.path for r in admin.requests] == ["/invocations", "/deployments"]
+    request = admin.requests[0]
     assert request.query == {
         "service": ["Checkout"],
         "handler": ["process"],
@@ -308,3 +309,23 @@ def test_list_on_a_narrow_terminal_keeps_whole_ids_and_one_line_per_row(admin: F
     assert inv["id"] in lines[2] and other["id"] in lines[1]
     assert "500: ship fail" in lines[2]  # shortened to the room left, still on the row
     assert "DEPLOYMENT" not in lines[0]  # dropped first; `describe` shows it
+
+
+def test_empty_list_for_an_unregistered_service_suggests_the_registered_name(
+    admin: FakeAdmin,
+) -> None:
+    dp = new_deployment_id()
+    admin.deployments[dp] = {
+        "id": dp,
+        "uri": "http://127.0.0.1:9081",
+        "protocol": 1,
+        "services": [{"name": "Checkout", "handlers": [{"name": "process"}]}],
+        "registered_at": iso(-60),
+    }
+    for typo in ("checkout", "Chekout"):
+        out = run(admin, "invocations", "list", "--service", typo).stdout
+        assert "No invocations match." in out
+        assert f"No registered deployment serves a service '{typo}'" in out
+        assert "did you mean Checkout?" in out
+    out = run(admin, "invocations", "list", "--service", "Checkout").stdout
+    assert out.strip() == "No invocations match."  # a known service with nothing yet: no hint
