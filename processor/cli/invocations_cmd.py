@@ -311,7 +311,9 @@ def _verb_command(verb: Verb) -> Callable[..., None]:
         noun = "invocation" if len(rows) == 1 else "invocations"
         question = f"{verb.name.capitalize()} {len(rows)} {noun} {what}{on}?"
         if not yes and not _confirm(question):
-            click.echo("Nothing was changed.", err=True)
+            # No answer at all (a script, a pipe) most likely wanted --yes.
+            hint = "" if sys.stdin.isatty() else " (answer y, or pass --yes when not at a terminal)"
+            click.echo(f"Nothing was changed.{hint}", err=True)
             click.get_current_context().exit(1)
         results = _run_many(client, verb, [str(r["id"]) for r in rows], query)
         failed = [(i, r) for i, r in results if isinstance(r, str) or not r.ok]

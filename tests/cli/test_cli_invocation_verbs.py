@@ -156,6 +156,7 @@ def test_query_prompt_declined_changes_nothing(admin: FakeAdmin) -> None:
         result.stderr
     )
     assert "Nothing was changed." in result.stderr
+    assert "pass --yes when not at a terminal" in result.stderr  # stdin here is not a terminal
     assert admin.patches() == []
     assert result.stdout.count("Checkout/process") == 3  # the selection was shown
 
