@@ -211,6 +211,22 @@ class Ui:
         return web.Response(text="\n".join(lines) + "\n", content_type="text/css")
 
     async def not_found(self, request: web.Request) -> web.Response:
+        """The catch-all route: a 405 when the path is a page that takes other methods (the
+        catch-all would otherwise hide that), else a 404."""
+        allowed: set[str] = set()
+        for resource in request.app.router.resources():
+            if resource is request.match_info.route.resource:
+                continue
+            match, methods = await resource.resolve(request)
+            if match is None:
+                allowed |= methods
+        allowed.discard("*")
+        if allowed:
+            response = self.error_page(
+                request, 405, f"{request.path} does not take {request.method}"
+            )
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+            return response
         return self.error_page(request, 404, f"there is no page at {request.path}")
 
 

@@ -317,3 +317,15 @@ async def test_list_shows_how_a_completed_invocation_ended_not_an_earlier_failur
     html = await page(client, "/ui/")
     assert "v1 bug in ship" not in html
     assert "409 killed" in html
+
+
+async def test_a_page_asked_with_the_wrong_method_is_a_405_naming_the_right_ones(
+    client: Client,
+) -> None:
+    response = await client.put("/ui/deployments")
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET, HEAD, POST"
+    assert "/ui/deployments does not take PUT" in await response.text()
+    response = await client.post("/ui/")
+    assert response.status == 405 and response.headers["Allow"] == "GET, HEAD"
+    assert "there is no page at /ui/nowhere" in await page(client, "/ui/nowhere", status=404)
