@@ -15,7 +15,6 @@ anything is appended (SPEC §3.4).
 
 from __future__ import annotations
 
-import difflib
 import json
 import sqlite3
 import time
@@ -29,6 +28,7 @@ import aiohttp
 import msgpack
 
 from processor.ids import InvalidId, new_deployment_id, validate_deployment_id
+from processor.names import closest_name
 from processor.retry import RetryPolicy, policy_from_mapping
 from processor.status import InvocationView
 
@@ -350,13 +350,11 @@ class Registry:
         latest = self.latest_for(service)
         if latest is None:
             known = sorted({name for d in self._ordered for name in d.services})
-            close = difflib.get_close_matches(service, known, n=1, cutoff=0.6) or [
-                name for name in known if name.lower() == service.lower()
-            ]
-            if close:  # a typo or the wrong case: names are case-sensitive
+            close = closest_name(service, known)
+            if close is not None:  # a typo or the wrong case: names are case-sensitive
                 return (
                     f"no registered deployment serves a service {service!r}; did you mean "
-                    f"{close[0]}/{handler}? (service names are case-sensitive; registered: "
+                    f"{close}/{handler}? (service names are case-sensitive; registered: "
                     f"{', '.join(known)})"
                 )
             return (

@@ -10,7 +10,6 @@ stderr and prints a summary; any failure makes the exit code 1.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from processor.cli.render import (
     invocations_table,
 )
 from processor.ids import INVOCATION_PREFIX, InvalidId, parse_invocation_id, validate_deployment_id
+from processor.names import closest_name
 from processor.status import Status
 
 _NOT_COMPLETED = tuple(s.value for s in Status if s is not Status.COMPLETED)
@@ -199,10 +199,8 @@ def _service_hint(client: AdminClient, service: str | None) -> str:
     )
     if service in known:
         return ""
-    close = difflib.get_close_matches(service, known, n=1, cutoff=0.6) or [
-        name for name in known if name.lower() == service.lower()
-    ]
-    suggestion = f"; did you mean {close[0]}? (names are case-sensitive)" if close else ""
+    close = closest_name(service, known)
+    suggestion = f"; did you mean {close}? (names are case-sensitive)" if close else ""
     return f" No registered deployment serves a service {service!r}{suggestion}"
 
 
