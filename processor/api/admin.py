@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from processor.actions import Reply
-from processor.api.errors import ApiError, error_middleware
+from processor.api.errors import ApiError, error_middleware, query_value
 from processor.api.ingress import parse_id
 from processor.api.partitions import JournalRow, PartitionRouter
 from processor.api.render import invocation_detail, invocation_summary, iso
@@ -101,7 +101,7 @@ class AdminApi:
 
     def _verb(self, verb: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
-            option = request.query.get("deployment", "keep")
+            option = query_value(request, "deployment", "keep")
             reply = await self.run_verb(verb, request.match_info["id"], option)
             return web.json_response(reply.body, status=reply.code)
 
@@ -142,18 +142,20 @@ class AdminApi:
         )
 
     async def list_invocations(self, request: web.Request) -> web.Response:
-        q = request.query
-        statuses = [s.strip() for s in q.get("status", "").split(",") if s.strip()] or None
+        # `?status=` takes a comma-separated list and may be repeated; the others are single.
+        raw_statuses = request.query.getall("status", [])
+        statuses = [s.strip() for raw in raw_statuses for s in raw.split(",") if s.strip()] or None
         check_statuses(statuses)
+        raw_limit = query_value(request, "limit", str(DEFAULT_LIST_LIMIT))
         try:
-            limit = int(q.get("limit", DEFAULT_LIST_LIMIT))
+            limit = int(raw_limit)
         except ValueError:
-            raise ApiError(400, f"bad ?limit={q.get('limit')!r}: expected an integer") from None
+            raise ApiError(400, f"bad ?limit={raw_limit!r}: expected an integer") from None
         views = await self.query_invocations(
-            service=q.get("service") or None,
-            handler=q.get("handler") or None,
+            service=query_value(request, "service", "") or None,
+            handler=query_value(request, "handler", "") or None,
             statuses=statuses,
-            deployment=q.get("deployment") or None,
+            deployment=query_value(request, "deployment", "") or None,
             limit=limit,
         )
         return web.json_response({"invocations": [invocation_summary(v) for v in views]})

@@ -41,6 +41,18 @@ class ApiError(Exception):
         self.message = message
 
 
+def query_value(request: web.Request, name: str, default: str) -> str:
+    """The one value of query parameter `name` (`default` when absent).
+
+    Given twice (`?limit=5&limit=500`) it is a 400: taking either value silently would answer a
+    question the caller may not have asked."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        shown = ", ".join(repr(v) for v in values)
+        raise ApiError(400, f"?{name}= is given {len(values)} times ({shown}); give it once")
+    return values[0] if values else default
+
+
 def unavailable_message(exc: Exception) -> str:
     """Why a partition cannot answer (503), and whether waiting helps."""
     if isinstance(exc, PartitionFailed):

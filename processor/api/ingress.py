@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from processor.api.errors import ApiError, error_response
+from processor.api.errors import ApiError, error_response, query_value
 from processor.api.partitions import PartitionHandle, PartitionRouter
 from processor.commands import Invoke
 from processor.ids import (
@@ -200,9 +200,10 @@ class Ingress:
     async def send(self, request: web.Request) -> web.Response:
         body = await request.read()
         execute_at = None
+        raw_delay = query_value(request, "delay", "")
         if "delay" in request.query:
             try:
-                delay = parse_duration_ms(request.query["delay"])
+                delay = parse_duration_ms(raw_delay)
             except ValueError as exc:
                 raise ApiError(400, f"bad ?delay=: {exc}") from None
             execute_at = int(time.time() * 1000) + delay if delay > 0 else None

@@ -23,3 +23,8 @@ async def test_delay_beyond_any_representable_time_is_400_and_does_not_stop_the_
 async def test_non_finite_or_huge_delay_is_400_not_500(tmp_path: Path, delay: bytes) -> None:
     head = b"POST /Greeter/greet/send?delay=" + delay + b" HTTP/1.1\r\n"
     await assert_rejected(tmp_path, head, "delay")
+
+
+async def test_delay_given_twice_is_400_and_appends_nothing(tmp_path: Path) -> None:
+    head = b"POST /Greeter/greet/send?delay=1s&delay=1h HTTP/1.1\r\n"
+    await assert_rejected(tmp_path, head, "?delay=", "give it once")
