@@ -32,6 +32,7 @@ from processor.api.errors import (
     log,
     unavailable_message,
 )
+from processor.api.ui_flash import FlashSigner, without_flash
 from processor.api.ui_pages import BulkPages, DeploymentPages
 from processor.ids import InvalidId, parse_invocation_id
 from processor.leader.replies import LeaderStopped
@@ -72,6 +73,7 @@ class Ui:
     def __init__(self, admin: AdminApi, env: jinja2.Environment | None = None) -> None:
         self.admin = admin
         self.env = env or make_env()
+        self.flash = FlashSigner()
 
     def render(
         self, request: web.Request, template: str, status: int = 200, **ctx: Any
@@ -135,7 +137,7 @@ class Ui:
         except ApiError as exc:
             rows, has_next, error, status = [], False, exc.message, exc.status
         counts = await self.counts()
-        params = {k: v for k, v in q.items() if k != "page" and v}
+        params = {k: v for k, v in without_flash(q) if k != "page" and v}
         return self.render(
             request,
             "invocations.html",
@@ -148,10 +150,10 @@ class Ui:
             page=page,
             has_next=has_next,
             error=error,
-            flash=fmt.flash(q),
+            flash=self.flash.read(q),
             in_flight=any(counts.get(s, 0) for s in fmt.IN_FLIGHT),
             deployments=self.admin.registry.list(),
-            query=urlencode(list(q.items())),
+            query=urlencode(without_flash(q)),
             page_link=lambda n: "?" + urlencode({**params, "page": n}),
         )
 
@@ -173,7 +175,7 @@ class Ui:
             timeline=fmt.timeline(journal, events),
             latest=latest,
             serving=serving,
-            flash=fmt.flash(request.query),
+            flash=self.flash.read(request.query),
             in_flight=view.status.value in fmt.IN_FLIGHT,
         )
 
@@ -198,12 +200,12 @@ class Ui:
         if not message and 200 <= code < 300:
             new_status = body.get("status")
             message = f"{fmt.VERB_PAST[verb]}" + (f"; now {new_status}" if new_status else "")
-        answer = {"verb": verb, "code": str(code), "message": message}
         base = str(request.app.router["index"].url_for())
         if verb == "purge" and 200 <= code < 300:
-            answer["message"] = f"invocation {raw_id} purged"
-            raise web.HTTPSeeOther(base + "?" + urlencode(answer))
-        raise web.HTTPSeeOther(f"{base}invocations/{raw_id}?" + urlencode(answer))
+            answer = self.flash.query(verb, code, f"invocation {raw_id} purged")
+            raise web.HTTPSeeOther(f"{base}?{answer}")
+        answer = self.flash.query(verb, code, message)
+        raise web.HTTPSeeOther(f"{base}invocations/{raw_id}?{answer}")
 
     async def status_css(self, request: web.Request) -> web.Response:
         lines = [f".st-{name} {{ --c: {color.css}; }}" for name, color in STATUS_COLORS.items()]
@@ -273,9 +275,9 @@ def make_guard(ui: Ui) -> Middleware:
     return guard
 
 
-def ui_app(admin: AdminApi) -> web.Application:
+def ui_app(admin: AdminApi, ui: Ui | None = None) -> web.Application:
     """The UI as an aiohttp sub-application; mount it with `admin_app.add_subapp("/ui/", …)`."""
-    ui = Ui(admin)
+    ui = ui or Ui(admin)
     bulk = BulkPages(ui)
     deployments = DeploymentPages(ui)
     app = web.Application(middlewares=[make_guard(ui)])
@@ -297,8 +299,13 @@ def ui_app(admin: AdminApi) -> web.Application:
     return app
 
 
+UI_KEY = web.AppKey("ui", Ui)
+
+
 def mount_ui(admin_app: web.Application, admin: AdminApi) -> None:
-    """Serve the UI under `/ui/` of the admin app, and redirect `/` there."""
+    """Serve the UI under `/ui/` of the admin app (as `admin_app[UI_KEY]`), and redirect `/`
+    there."""
+    ui = admin_app[UI_KEY] = Ui(admin)
 
     async def to_ui(request: web.Request) -> web.Response:
         raise web.HTTPFound("/ui/")
@@ -306,5 +313,5 @@ def mount_ui(admin_app: web.Application, admin: AdminApi) -> None:
     # Before the sub-application: its prefix also matches "/ui", the address typed without
     # its slash, which would then be the UI's 404 page.
     admin_app.router.add_get("/ui", to_ui)
-    admin_app.add_subapp("/ui/", ui_app(admin))
+    admin_app.add_subapp("/ui/", ui_app(admin, ui))
     admin_app.router.add_get("/", to_ui)

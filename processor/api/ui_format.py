@@ -175,15 +175,3 @@ def timeline(
     rows += [(e.at, 1, e.seq, _event_row(e)) for e in events]
     rows.sort(key=lambda r: r[:3])
     return [r[3] for r in rows]
-
-
-def flash(query: Mapping[str, str]) -> dict[str, Any] | None:
-    """The answer of the last action, carried in the redirect's query (shown once as a banner)."""
-    if "code" not in query or "verb" not in query:
-        return None
-    try:
-        code = int(query["code"])
-    except ValueError:
-        return None
-    ok = 200 <= code < 300
-    return {"verb": query["verb"], "code": code, "ok": ok, "message": query.get("message", "")}

@@ -134,7 +134,7 @@ class DeploymentPages:
             max_count=MAX_LIST_LIMIT,
             uri=uri,
             error=error,
-            flash=fmt.flash(request.query),
+            flash=self.ui.flash.read(request.query),
         )
 
     async def index(self, request: web.Request) -> web.Response:
@@ -148,10 +148,8 @@ class DeploymentPages:
         except ApiError as exc:
             return await self.page(request, exc.status, uri, exc.message)
         what = "registered" if created else "was already registered as"
-        answer = {
-            "verb": "register",
-            "code": str(201 if created else 200),
-            "message": f"{uri} {what} {deployment.id}",
-        }
+        answer = self.ui.flash.query(
+            "register", 201 if created else 200, f"{uri} {what} {deployment.id}"
+        )
         base = str(request.app.router["index"].url_for())
-        raise web.HTTPSeeOther(f"{base}deployments?" + urlencode(answer))
+        raise web.HTTPSeeOther(f"{base}deployments?{answer}")

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from processor.api.ui import PAGE_SIZE
 from processor.api.ui_format import VERB_STATUSES
 from processor.cli.invocations_cmd import VERBS as CLI_VERBS
 from processor.commands import Cancel, Kill, Pause, Purge, Resume
@@ -279,3 +280,32 @@ async def test_admin_api_refuses_state_changes_sent_by_another_site(
     # The CLI and scripts send no Origin: unaffected.
     response = await client.patch(f"/invocations/{view.id}/kill")
     assert response.status == 200 and [type(c) for c in cluster.commands()] == [Kill]
+
+
+async def test_a_banner_written_into_a_link_by_hand_is_not_shown(
+    client: Client, cluster: FakeCluster
+) -> None:
+    # Anyone can send the operator a link; only answers this server gave show as a banner.
+    view = cluster.add(make_view(status=Status.RUNNING))
+    crafted = "?verb=purge&code=200&message=all+invocations+purged"
+    for path in (f"/ui/{crafted}", f"/ui/invocations/{view.id}{crafted}"):
+        html = await (await client.get(path)).text()
+        assert 'id="flash"' not in html and "all invocations purged" not in html
+    response = await client.post(f"/ui/invocations/{view.id}/pause", allow_redirects=False)
+    location = response.headers["Location"]
+    forged = location.replace("Pause", "Purge").replace("verb=pause", "verb=purge")
+    assert 'id="flash"' not in await (await client.get(forged)).text()
+    assert 'id="flash"' in await (await client.get(location)).text()
+
+
+async def test_the_list_links_do_not_carry_the_last_actions_banner(
+    client: Client, cluster: FakeCluster
+) -> None:
+    for _ in range(PAGE_SIZE + 1):
+        cluster.add(make_view(status=Status.COMPLETED))
+    purged = cluster.add(make_view(status=Status.COMPLETED))
+    response = await client.post(f"/ui/invocations/{purged.id}/purge", allow_redirects=False)
+    html = await (await client.get(response.headers["Location"])).text()
+    assert "Purge succeeded (200)" in html
+    assert "page=2" in html
+    assert "sig=" not in html and "sig%3D" not in html and "verb=purge" not in html
