@@ -299,7 +299,7 @@ def describe_invocation(detail: dict[str, Any], now: dt.datetime) -> Group:
             where += f", journal index {last['related_index']}"
         parts.append(Text(f"\nLast failure ({where}): {failure_line(last, 200)}", style="bold red"))
         trace = last.get("stacktrace")
-        parts.append(Text(str(trace).rstrip() if trace else "(no stack trace)", style="red"))
+        parts.append(Text(str(trace).rstrip() if trace else _no_trace(detail, last), style="red"))
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for column in ("TIME", "#", "KIND", "NAME", "DETAIL"):
         table.add_column(column, no_wrap=column != "DETAIL")
@@ -307,6 +307,27 @@ def describe_invocation(detail: dict[str, Any], now: dt.datetime) -> Group:
         table.add_row(time_, index, Text(kind), Text(name), det)
     parts += [Text("\nTimeline", style="bold"), table]
     return Group(*parts)
+
+
+# Failures the engine itself records for an attempt (frames.CODE_*): the handler never raised.
+_ENGINE_CODES = frozenset({502, 503, 504, 571})
+
+
+def _no_trace(detail: dict[str, Any], last: dict[str, Any]) -> str:
+    """What stands in for a missing stack trace, and where to look instead."""
+    if last.get("code") not in _ENGINE_CODES:
+        return "(no stack trace: the handler reported this failure without one)"
+    deployment = detail.get("last_attempt_deployment") or detail.get("pinned_deployment")
+    check = (
+        f"`processor deployments describe {deployment}`"
+        if deployment
+        else "`processor deployments list`"
+    )
+    return (
+        "(no stack trace: the engine recorded this failure, the handler did not raise it; check "
+        f"that the deployment is up and reachable ({check}), then resume the invocation if it is "
+        "paused)"
+    )
 
 
 # -- deployments -----------------------------------------------------------------------------------

@@ -232,6 +232,24 @@ def test_describe_running_attempt_not_reported_yet_says_so_instead_of_a_bare_das
     assert "attempt 2 has not reported its deployment yet" in result.stdout
 
 
+def test_describe_failure_the_engine_recorded_says_to_check_the_deployment_not_the_handler(
+    admin: FakeAdmin,
+) -> None:
+    dp = new_deployment_id()
+    unreachable = {"code": 503, "message": "cannot reach http://127.0.0.1:9/", "attempt": 1}
+    inv = admin.add(
+        "Checkout/process", "paused", last_attempt_deployment=dp, last_failure=unreachable
+    )
+    out = plain(run(admin, "invocations", "describe", inv["id"]).stdout)
+    assert "the engine recorded this failure, the handler did not raise it" in out
+    assert f"processor deployments describe {dp}" in out and "then resume" in out
+
+    raised = {"code": 500, "message": "boom", "attempt": 1}
+    inv = admin.add("Checkout/process", "paused", last_attempt_deployment=dp, last_failure=raised)
+    out = plain(run(admin, "invocations", "describe", inv["id"]).stdout)
+    assert "the handler reported this failure without one" in out
+
+
 def test_describe_json_and_jsonl_print_the_answer(admin: FakeAdmin) -> None:
     inv = failing_invocation(admin)
     as_json = run(admin, "invocations", "describe", inv["id"], "--output", "json")
