@@ -71,26 +71,23 @@ def test_resume_running_invocation_on_its_own_deployment_answers_200() -> None:
     assert reply_code(env.apply(resume(deployment=DP_1))) == 200
 
 
-def test_resume_running_unpinned_invocation_pins_the_deployment_and_starts_nothing() -> None:
+def test_resume_running_unpinned_invocation_restarts_its_attempt_on_the_deployment() -> None:
     env = TestEnv()
     before = env.given(Status.RUNNING)
     assert before.pinned_deployment is None
     actions = env.apply(resume(deployment=DP_2))
     assert reply_code(actions) == 200
-    assert reply_body(actions) == {
-        "status": "running",
-        "attempt": 1,
-        "already_running": True,
-        "pinned_deployment": DP_2,
-    }
-    assert no_action(actions, StartAttempt) and no_action(actions, AbortAttempt)
+    assert reply_body(actions) == {"status": "running", "attempt": 2}
+    assert has_action(actions, AbortAttempt, invocation_id=INV, attempt=1)
+    assert has_action(actions, StartAttempt, attempt=2, deployment_id=DP_2)
     view = env.view()
+    assert (view.status, view.attempt, view.retry_count) == (Status.RUNNING, 2, 0)
     assert view.pinned_deployment == DP_2
-    assert (view.status, view.attempt, view.retry_count) == (Status.RUNNING, 1, 0)
-    # The attempt in flight reports where it runs; the pin stays where the operator put it.
-    env.apply(pinned(deployment=DP_1))
+    # The aborted attempt reports late where it ran: stale, the pin stays true.
+    env.apply(pinned(attempt=1, deployment=DP_1))
+    env.apply(pinned(attempt=2, deployment=DP_2))
     view = env.view()
-    assert (view.pinned_deployment, view.last_attempt_deployment) == (DP_2, DP_1)
+    assert (view.pinned_deployment, view.last_attempt_deployment) == (DP_2, DP_2)
 
 
 def test_resume_backing_off_invocation_retries_now_and_cancels_retry_timer() -> None:

@@ -6,9 +6,11 @@ pre-status `backing-off`: → `running` now; CancelTimer(RETRY attempt) and its 
 pre-status `running`: nothing changes, 200 (`already_running` in the body); but 409 when the
                       command asks for a deployment other than the pin (a running invocation
                       runs on its pin; pause it first). Not pinned yet (its attempt has not
-                      reported where it runs): the command's deployment becomes the pin, 200
-                      (SPEC §3.4: "not pinned yet ... accepted and pinned"); the attempt in flight
-                      goes on, and the next one runs there.
+                      reported where it runs): accepted and pinned (SPEC §3.4), and to make the
+                      pin true the attempt in flight is aborted (AbortAttempt; it has stored
+                      nothing) and the next one starts on that deployment, as for a paused
+                      invocation. (Until 2026-11-28 the attempt in flight went on and could
+                      write the journal on another deployment than the pin.)
 not found 404; `scheduled` 425 (not started yet); `completed` 409.
 
 Every resume that starts an attempt: `retry_count` = 0 (a fresh retry budget), `pinned_deployment`
@@ -23,7 +25,7 @@ from typing import Any
 
 from processor.actions import CancelTimer
 from processor.commands import Resume, TimerKey, TimerKind
-from processor.state_machine.lifecycle.common import emit, evolve, reply, start_attempt
+from processor.state_machine.lifecycle.common import emit, new_abort_attempt, reply, start_attempt
 from processor.state_machine.types import ApplyContext, Transition
 from processor.status import InvocationView
 
@@ -74,9 +76,11 @@ def resume_running(view: InvocationView, cmd: Resume, ctx: ApplyContext) -> Tran
     ok: dict[str, Any] = {"status": view.status.value, "attempt": view.attempt}
     ok["already_running"] = True
     if cmd.deployment_id is not None and view.pinned_deployment is None:
-        new = evolve(view, pinned_deployment=cmd.deployment_id)
-        ok["pinned_deployment"] = cmd.deployment_id
-        return Transition(new, changed=True, actions=reply(cmd.request_id, 200, ok))
+        # The attempt in flight has stored nothing yet, and nobody knows where it runs: it is
+        # aborted and the next one starts on the deployment asked for, so the pin always names
+        # the deployment that writes the journal (its late effects are stale: older attempt).
+        tr = Transition(view, changed=True, actions=[new_abort_attempt(view.id, view.attempt)])
+        return _resumed(view, cmd, ctx, tr)
     if cmd.deployment_id is not None and cmd.deployment_id != view.pinned_deployment:
         pinned = view.pinned_deployment
         message = (
