@@ -5,8 +5,9 @@ proxies, auth, tracing, multipart, a timer context per request) and costs about 
 event loop's CPU per call here, which made it the largest single cost of an invocation. This
 client does what PROTOCOL.md §2 needs and nothing else, on an asyncio `Protocol`:
 
-- `http://host:port` only (deployments are registered by the operator; an `https` URI is refused
-  with a clear error at call time);
+- `http://` and `https://` URLs (TLS with host name checks against the system's CA store, which
+  OpenSSL's `SSL_CERT_FILE` / `SSL_CERT_DIR` variables replace, e.g. for a private CA; or
+  against the `ssl_context` given);
 - one request per connection at a time, keep-alive connections pooled per host and reused;
   a pooled connection that the server had already closed is retried once on a fresh one, but only
   when not a byte of the answer arrived (the same rule browsers and aiohttp follow);
@@ -27,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
 MAX_HEAD_BYTES = 64 * 1024  # status line + headers
+_Key = tuple[str, int, bool]  # (host, port, tls): one pool of connections each
 _CRLF = b"\r\n"
 
 
@@ -281,7 +284,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class Response:
     """An answer being read. `read_chunk()` until it returns b""; `close()` aborts it."""
 
-    def __init__(self, client: HttpClient, key: tuple[str, int], conn: _Connection) -> None:
+    def __init__(self, client: HttpClient, key: _Key, conn: _Connection) -> None:
         self._client = client
         self._key = key
         self._conn = conn
@@ -375,13 +378,15 @@ class HttpClient:
         connect_timeout_s: float = 10.0,
         inactivity_timeout_s: float = 60.0,
         max_idle_per_host: int = 256,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.connect_timeout_s = connect_timeout_s
         self.inactivity_timeout_s = inactivity_timeout_s
         self.max_idle_per_host = max_idle_per_host
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
-        self._targets: dict[tuple[str, str], tuple[tuple[str, int], bytes]] = {}
+        self._idle: dict[_Key, list[_Connection]] = {}
+        self._targets: dict[tuple[str, str], tuple[_Key, bytes]] = {}
         self._closed = False
+        self._ssl_context = ssl_context
 
     async def post(self, url: str, body: bytes, content_type: str) -> Response:
         """Send `POST url` with `body`; return once the answer's status and headers are in."""
@@ -392,11 +397,10 @@ class HttpClient:
             target = self._target(url, content_type)
         key, head = target
         request = b"%s%d\r\n\r\n%s" % (head, len(body), body)
-        host, port = key
         while True:
             conn, reused = self._idle_connection(key)
             if conn is None:
-                conn = await self._connect(host, port)
+                conn = await self._connect(*key)
             try:
                 return await self._exchange(key, conn, request)
             except ConnectionCut:
@@ -409,13 +413,15 @@ class HttpClient:
                 conn._close()
                 raise
 
-    def _target(self, url: str, content_type: str) -> tuple[tuple[str, int], bytes]:
-        """(host, port) and the request head up to the content length's value, for `url`
+    def _target(self, url: str, content_type: str) -> tuple[_Key, bytes]:
+        """(host, port, tls) and the request head up to the content length's value, for `url`
         (parsed once per URL: the invoker calls the same few URLs over and over)."""
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise HttpError(f"only http://host:port URLs are supported, not {url!r}")
-        host, port = parts.hostname, parts.port or 80
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise HttpError(f"only http:// and https:// URLs are supported, not {url!r}")
+        tls = scheme == "https"
+        host, port = parts.hostname, parts.port or (443 if tls else 80)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
@@ -426,10 +432,15 @@ class HttpClient:
         ).encode("latin-1")
         if len(self._targets) >= 1024:  # bounded: URLs name deployments and handlers
             self._targets.clear()
-        target = self._targets[(url, content_type)] = ((host, port), head)
+        target = self._targets[(url, content_type)] = ((host, port, tls), head)
         return target
 
-    def _idle_connection(self, key: tuple[str, int]) -> tuple[_Connection | None, bool]:
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def _idle_connection(self, key: _Key) -> tuple[_Connection | None, bool]:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -437,16 +448,28 @@ class HttpClient:
                 return conn, True
         return None, False
 
-    async def _connect(self, host: str, port: int) -> _Connection:
+    async def _connect(self, host: str, port: int, tls: bool) -> _Connection:
         loop = asyncio.get_running_loop()
+        context = self._tls() if tls else None
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                _, conn = await loop.create_connection(lambda: _Connection(loop), host, port)
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if tls else None,
+                )
         except TimeoutError:
             raise ConnectFailed(
                 f"no connection to {host}:{port} within {self.connect_timeout_s:g}s",
                 "connect timeout",
             ) from None
+        except ssl.SSLError as exc:  # before OSError: its errno is OpenSSL's, not the OS's
+            reason = f"TLS handshake failed: {exc.reason or exc}"
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                reason = f"TLS certificate not trusted: {exc.verify_message or exc}"
+            raise ConnectFailed(f"cannot connect to {host}:{port}: {reason}", reason) from None
         except OSError as exc:
             if isinstance(exc, socket.gaierror):  # name resolution: its own words
                 reason = exc.strerror or str(exc)
@@ -458,7 +481,7 @@ class HttpClient:
             raise ConnectFailed(f"cannot connect to {host}:{port}: {reason}", reason) from None
         return conn
 
-    async def _exchange(self, key: tuple[str, int], conn: _Connection, request: bytes) -> Response:
+    async def _exchange(self, key: _Key, conn: _Connection, request: bytes) -> Response:
         assert conn.transport is not None
         conn.reset()
         conn.active = True
@@ -473,7 +496,7 @@ class HttpClient:
             raise conn.error
         return Response(self, key, conn)
 
-    def _release(self, key: tuple[str, int], conn: _Connection) -> None:
+    def _release(self, key: _Key, conn: _Connection) -> None:
         conn.on_complete = None
         conn.active = False
         if self._closed or conn.closed or conn.error or not conn.keep_alive or conn._buffer:

@@ -20,7 +20,6 @@ from processor.leader.http_client import (
     ConnectFailed,
     ConnectionCut,
     HttpClient,
-    HttpError,
     Response,
 )
 
@@ -349,16 +348,6 @@ def test_closing_an_unfinished_answer_closes_the_connection(on_loop: Any) -> Non
     on_loop(main())
 
 
-def test_only_plain_http_urls_are_accepted(on_loop: Any) -> None:
-    async def main() -> None:
-        client = HttpClient()
-        with pytest.raises(HttpError, match=r"only http://host:port URLs"):
-            await client.post("https://example.invalid/", b"", "x/y")
-        await client.close()
-
-    on_loop(main())
-
-
 def test_released_answer_returns_its_connection_once_the_stream_end_arrives(on_loop: Any) -> None:
     end_marker = asyncio.Event()
 
@@ -379,7 +368,7 @@ def test_released_answer_returns_its_connection_once_the_stream_end_arrives(on_l
             response.release_when_done()  # the end marker is not there yet
             end_marker.set()
             for _ in range(100):
-                if client._idle.get(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))):
+                if client._idle.get(("127.0.0.1", int(server.url.rsplit(":", 1)[1]), False)):
                     break
                 await asyncio.sleep(0.01)
             second = await client.post(server.url, b"", "x/y")
@@ -437,7 +426,7 @@ def test_bytes_arriving_on_an_idle_pooled_connection_retire_it(on_loop: Any) -> 
         async with Server(serve).running() as server:
             client = HttpClient()
             assert await read_all(await client.post(server.url, b"", "x/y")) == b"a"
-            key = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+            key = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]), False)
             (pooled,) = client._idle[key]
             assert not pooled.closed
             for _ in range(300):  # the unasked-for answer arrives ~50 ms later
