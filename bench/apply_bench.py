@@ -4,8 +4,9 @@
 
 1. A seeded workload (bench/workload.py: invokes, entries, completions, failures with retries,
    pauses/resumes, sleeps and timers, cancels, kills, purges) is written to a FileLog.
-2. The runner applies it with actions dropped: commands/s and the per-batch read→commit latency
-   (p50/p99).
+2. The runner applies it with actions dropped, its store writing large batches in a writer
+   process as the daemon's does: commands/s and each batch transaction's BEGIN→COMMIT time
+   (p50/p99). For comparison, the same with the writer thread (the store's in-process writer).
 3. The same records through a naive baseline in the same run: one awaited aiosqlite call per SQL
    statement, one transaction per command (what "just use aiosqlite" gives).
 4. `replay` rebuilds the same log into a fresh store: records/s.
@@ -14,8 +15,9 @@
    And the issue's yardstick on the same records: a simple two-table apply loop
    (`reference_loop.py`), with SQLite and in Python alone, so the figures above can be read
    against what this machine gives a loop that does almost nothing per record.
-5. Peak RSS of child processes applying a small and a 10x larger happy-path log: memory must not
-   grow with history (the view cache is bounded, journals stay on disk).
+5. Peak RSS of child processes applying a small and a 10x larger happy-path log (the runner's
+   process plus its writer process): memory must not grow with history (the view cache is
+   bounded, journals stay on disk).
 """
 
 from __future__ import annotations
@@ -60,15 +62,15 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS since it started its program.
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """The peak RSS of this process (or `pid`) since it started its program.
 
     Not `ru_maxrss` where /proc is there: Linux carries a process's peak over `fork` + `exec`, so a
     child measured that way reports at least its parent's size when it was spawned (this bench's
     parent holds the whole workload: every child then read ~380 MB, the parent's size). `VmHWM` is
     the peak resident set of the current program (`exec` starts it afresh)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
@@ -94,15 +96,23 @@ async def write_log(path: Path, payloads: Iterable[bytes]) -> int:
 
 
 async def apply_runner(
-    log_dir: Path, db: Path, batch_size: int = BATCH_SIZE, until_lsn: int | None = None
+    log_dir: Path,
+    db: Path,
+    batch_size: int = BATCH_SIZE,
+    until_lsn: int | None = None,
+    writer_process: bool = True,
+    peaks: dict[str, float] | None = None,
 ) -> tuple[int, float, list[float], float]:
     """Apply the log in follower mode: (records, wall seconds, commit latencies, CPU seconds).
 
-    CPU seconds (all threads of this process) are reported too because on a shared machine the
-    wall-clock rate mostly measures how much CPU the other processes left us."""
+    The store writes as the daemon's does: large batches in its writer process (`writer_process`
+    False: in a thread of this process, for comparison). CPU seconds (all threads of this
+    process, not the writer process) are reported too because on a shared machine the
+    wall-clock rate mostly measures how much CPU the other processes left us. `peaks` receives
+    the writer process's peak RSS (`writer_rss_mb`)."""
     latencies: list[float] = []
     log = open_log(log_dir, readonly=True)
-    store = await Store.open(db)
+    store = await Store.open(db, writer_process=writer_process)
     try:
         runner = Runner(
             log,
@@ -114,6 +124,8 @@ async def apply_runner(
         began, cpu = time.perf_counter(), time.process_time()
         await runner.catch_up()
         wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+        if peaks is not None and store.writer_pid is not None:
+            peaks["writer_rss_mb"] = peak_rss_mb(store.writer_pid)
         return runner.records_applied, wall, latencies, cpu
     finally:
         store.close()
@@ -218,9 +230,23 @@ async def replay_speed(log_dir: Path) -> tuple[int, float]:
 
 def rss_child(log_dir: str) -> None:
     tune_switch_interval()
+    peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        records, seconds, _, _ = asyncio.run(apply_runner(Path(log_dir), Path(tmp) / "state.db"))
-    print(json.dumps({"records": records, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
+        records, seconds, _, _ = asyncio.run(
+            apply_runner(Path(log_dir), Path(tmp) / "state.db", peaks=peaks)
+        )
+    runner_mb, writer_mb = peak_rss_mb(), peaks.get("writer_rss_mb", 0.0)
+    print(
+        json.dumps(
+            {
+                "records": records,
+                "seconds": seconds,
+                "peak_rss_mb": runner_mb + writer_mb,  # the two processes' peaks, summed
+                "runner_rss_mb": runner_mb,
+                "writer_rss_mb": writer_mb,
+            }
+        )
+    )
 
 
 def measure_rss(log_dir: Path) -> dict[str, Any]:
@@ -262,6 +288,13 @@ async def main_async(quick: bool, as_json: bool) -> int:
             f"runner: {n:,} commands in {secs:.2f} s ({cpu:.2f} s CPU: "
             f"{n / cpu:,.0f} commands per CPU-second) over {len(lat)} batches"
         )
+        tn, tsecs, tlat, _ = await apply_runner(
+            base / "log", base / "thread.db", writer_process=False
+        )
+        progress(
+            f"runner, writer thread instead of process: {tn:,} commands in {tsecs:.2f} s "
+            f"(commit p99 {pct(tlat, 0.99) * 1000:.1f} ms)"
+        )
         sn, ssecs, slat, scpu = await apply_runner(
             base / "log", base / "small.db", SMALL_BATCH, until_lsn=small_records
         )
@@ -284,6 +317,8 @@ async def main_async(quick: bool, as_json: bool) -> int:
                     "commands": n,
                     "baseline_commands": bn,
                     "per_cpu_s": round(n / cpu),
+                    "writer_thread_per_s": round(tn / tsecs),
+                    "writer_thread_commit_p99_ms": round(pct(tlat, 0.99) * 1000, 2),
                 },
                 baseline=brate,
             )

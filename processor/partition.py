@@ -157,7 +157,7 @@ class Partition:
         )
         try:
             self._store = await Store.open(
-                self.directory / "state.db", thread_name=f"sqlite-p{self._id}"
+                self.directory / "state.db", thread_name=f"sqlite-p{self._id}", writer_process=True
             )
         except BaseException:
             with anyio.CancelScope(shield=True):

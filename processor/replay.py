@@ -250,14 +250,16 @@ def _check_paths(out: str | Path | None, live_state: str | Path | None) -> None:
 @contextlib.asynccontextmanager
 async def _output(out: str | Path | None) -> AsyncIterator[tuple[Store, str | None]]:
     if out is not None:
-        store = await Store.open(out, thread_name="sqlite-replay")
+        store = await Store.open(out, thread_name="sqlite-replay", writer_process=True)
         try:
             yield store, str(out)
         finally:
             store.close()
         return
     with tempfile.TemporaryDirectory(prefix="processor-replay-") as tmp:
-        store = await Store.open(Path(tmp) / "state.db", thread_name="sqlite-replay")
+        store = await Store.open(
+            Path(tmp) / "state.db", thread_name="sqlite-replay", writer_process=True
+        )
         try:
             yield store, None
         finally:

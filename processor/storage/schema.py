@@ -159,20 +159,28 @@ class SchemaError(RuntimeError):
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
-def configure(conn: sqlite3.Connection, cache_mib: int = 16) -> None:
+def pragmas(cache_mib: int = 16) -> list[str]:
     """Connection settings: WAL with synchronous=NORMAL, because the log is the durable copy and
     the store only has to stay consistent (it resumes from applied_lsn + 1 after a crash).
 
     The page cache is bounded per connection (`cache_mib`), so memory does not grow with the size
     of the store."""
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
-    conn.execute("PRAGMA temp_store=MEMORY")
-    # When a write rewinds the WAL, cut the file back to this size (it is otherwise left as big as
-    # it ever grew; see `storage.store` on when the WAL rewinds).
-    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+    return [
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA foreign_keys=OFF",
+        f"PRAGMA cache_size=-{cache_mib * 1024}",
+        "PRAGMA temp_store=MEMORY",
+        # When a write rewinds the WAL, cut the file back to this size (it is otherwise left as
+        # big as it ever grew; see `storage.store` on when the WAL rewinds).
+        f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}",
+    ]
+
+
+def configure(conn: sqlite3.Connection, cache_mib: int = 16) -> None:
+    """Apply `pragmas(cache_mib)` to `conn`."""
+    for statement in pragmas(cache_mib):
+        conn.execute(statement)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

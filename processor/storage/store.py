@@ -51,15 +51,22 @@ from processor.status import InvocationView
 from processor.storage.batch import BatchWrites
 from processor.storage.db_thread import DbThread
 from processor.storage.digest import digest_conn
-from processor.storage.schema import WAL_SIZE_LIMIT, configure, migrate
+from processor.storage.schema import WAL_SIZE_LIMIT, configure, migrate, pragmas
 from processor.storage.view_codec import decode_view, encode_view
-from processor.storage.write_plan import KeyCache, plan_batch
+from processor.storage.write_plan import KeyCache, WritePlan, plan_batch
 from processor.storage.writer import execute_plan, lookup_keys, max_key
+from processor.storage.writer_process import WriterProcess
 
 JournalRow = tuple[int, dict[str, Any], int]  # (index, entry, appended_at)
 _LOAD_CHUNK = 500  # ids per IN (...) query; well under SQLite's variable limit
 _CHECKPOINT_EVERY_ROWS = 20_000  # rows written between background checkpoints
 _CHECKPOINT_EVERY_BATCHES = 100  # or batches (a small batch dirties more pages per row)
+
+
+def _writer_pragmas() -> list[str]:
+    return [*pragmas(), "PRAGMA wal_autocheckpoint=0"]  # the checkpointer thread does it
+
+
 # Batches touching at most this many invocations are written on the loop when the writer thread
 # is idle (see `Store.start_write`); bigger ones (catch-up, replay) go to the writer thread.
 INLINE_WRITE_MAX_VIEWS = 64
@@ -130,9 +137,9 @@ def _read_partition(conn: sqlite3.Connection) -> PartitionRow:
 
 def _configure_writer(path: str) -> Callable[[sqlite3.Connection], None]:
     def setup(conn: sqlite3.Connection) -> None:
-        configure(conn)
+        for statement in _writer_pragmas():
+            conn.execute(statement)
         migrate(conn, path)
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
 
     return setup
 
@@ -162,9 +169,17 @@ def _checkpoint(conn: sqlite3.Connection) -> bool:
 class Store:
     """A partition's state store. Open with `await Store.open(path)`; close with `close()`."""
 
-    def __init__(self, path: str, writer: DbThread, reader: DbThread, ckpt: DbThread) -> None:
+    def __init__(
+        self,
+        path: str,
+        writer: DbThread,
+        reader: DbThread,
+        ckpt: DbThread,
+        process: WriterProcess | None = None,
+    ) -> None:
         self.path = path
         self._writer = writer
+        self._process = process
         self._reader = reader
         self._ckpt = ckpt
         self._point: sqlite3.Connection | None = None  # see `load_views_now`
@@ -179,15 +194,32 @@ class Store:
         self._write_failure: BaseException | None = None
         self._keys = KeyCache()  # the planner's (the loop thread's): see `storage.write_plan`
         # Called inside the batch transaction right before COMMIT (tests use it to crash there).
+        # It runs in this process only: a store with a writer process refuses a batch that would
+        # be written there while a hook is set.
         self.before_commit: Callable[[], None] | None = None
+        # The writer process's stand-in for `before_commit` (tests): sleep this long before COMMIT.
+        self.process_pause_before_commit_s = 0.0
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid (None: batches are written by a thread of this process)."""
+        return None if self._process is None else self._process.pid
 
     @classmethod
-    async def open(cls, path: str | Path, *, thread_name: str = "sqlite") -> Store:
+    async def open(
+        cls, path: str | Path, *, thread_name: str = "sqlite", writer_process: bool = False
+    ) -> Store:
         """Open (creating and migrating if needed) the store at `path` (a file: the reader and
-        the checkpointer need their own connections to it)."""
+        the checkpointer need their own connections to it).
+
+        `writer_process`: large batch writes run in a child process of their own (see
+        `storage.writer_process`) instead of the writer thread, where they would wait for the GIL
+        between statements while the loop applies the next batch. The daemon and replay use it;
+        small batches are written on the loop either way."""
         path = str(path)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         threads: list[DbThread] = []
+        process: WriterProcess | None = None
         try:
             for role, setup in (
                 ("w", _configure_writer(path)),
@@ -197,6 +229,8 @@ class Store:
                 thread = DbThread(f"{thread_name}-{role}")
                 threads.append(thread)
                 thread.open_sync(path, setup)
+            if writer_process:
+                process = await WriterProcess.start(path, _writer_pragmas())
         except BaseException as exc:
             for thread in threads:
                 thread.close()
@@ -210,9 +244,12 @@ class Store:
                     "start again to rebuild it from the log"
                 ) from None
             raise
-        return cls(path, *threads)
+        writer, reader, ckpt = threads
+        return cls(path, writer, reader, ckpt, process)
 
     def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
         if self._point is not None:
             self._point.close()
             self._point = None
@@ -326,9 +363,11 @@ class Store:
             return seconds
 
         writer = self._writer
+        process = self._process
         if (
             rows <= INLINE_WRITE_MAX_VIEWS
             and writer.idle
+            and (process is None or process.idle)
             and not self._rewind_due
             and _wal_size(wal_path) <= WAL_SIZE_LIMIT
         ):
@@ -340,7 +379,51 @@ class Store:
             except Exception as exc:
                 done.set_exception(exc)
             return done
+        if process is not None:
+            return self._write_in_process(process, plan)
         return writer.submit(write)
+
+    def _write_in_process(self, process: WriterProcess, plan: WritePlan) -> asyncio.Future[float]:
+        """`start_write`'s path for a store with a writer process (the same bookkeeping as the
+        writer thread's `write`, done here on the loop when the reply comes)."""
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if self.before_commit is not None:
+            exc = RuntimeError(
+                "before_commit hooks run in this process, but this batch goes to the store's "
+                "writer process: open the store without writer_process to use one"
+            )
+            self._write_failure = exc
+            done.set_exception(exc)
+            return done
+        self._rewind_due = False  # this write is the one that rewinds, if one is due
+        rows = plan.rows
+        written = process.write(plan.statements, self.process_pause_before_commit_s, WAL_SIZE_LIMIT)
+
+        def settle(written: asyncio.Future[tuple[float, bool, int]]) -> None:
+            exc = written.exception()
+            if exc is not None:
+                if self._write_failure is None:
+                    self._write_failure = exc
+                if not done.done():
+                    done.set_exception(exc)
+                return
+            seconds, checkpointed, wal = written.result()
+            self._rows_since_checkpoint += rows
+            self._batches_since_checkpoint += 1
+            if checkpointed:
+                self._rows_since_checkpoint = self._batches_since_checkpoint = 0
+                self._warn_if_the_wal_cannot_rewind(wal)
+            elif (
+                self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS
+                or self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES
+            ):
+                self._rows_since_checkpoint = self._batches_since_checkpoint = 0
+                self._ckpt.submit_detached(self._background_checkpoint)
+            if not done.done():
+                done.set_result(seconds)
+
+        written.add_done_callback(settle)
+        return done
 
     def commits_inline_when_idle(self, writes: BatchWrites) -> bool:
         """Whether `start_write` commits this batch on the loop when the writer thread is idle

@@ -54,8 +54,8 @@ class StoreFactory:
         self.directory = directory
         self.opened: list[Store] = []
 
-    async def __call__(self, name: str = "state.db") -> Store:
-        store = await Store.open(self.directory / name)
+    async def __call__(self, name: str = "state.db", *, writer_process: bool = False) -> Store:
+        store = await Store.open(self.directory / name, writer_process=writer_process)
         self.opened.append(store)
         return store
 

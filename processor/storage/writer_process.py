@@ -1,0 +1,211 @@
+"""The event loop's side of the state store's writer process (the process itself: `writer_child`).
+
+`WriterProcess.start` spawns the child with three pipes: requests, replies, and a lifeline the
+child watches (when this process dies, however abruptly, the lifeline closes and the child exits
+without committing what it was writing, exactly as a writer thread dies with its process). Both
+data pipes are asyncio pipe transports, so sending a batch never blocks the loop (the transport
+buffers what the pipe does not take yet) and a reply is read by the loop itself: no thread in this
+process takes part in a write, and nothing here competes with the loop for the GIL.
+
+A statement's SQL text crosses the pipe once; afterwards it is referred to by a small integer.
+If the child dies, every write in flight fails with `WriterProcessFailed` saying how it ended; the
+store then refuses further writes, as after any failed write (a restart resumes at
+`applied_lsn + 1`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+_HEADER = struct.Struct("<I")
+_CHILD = str(Path(__file__).with_name("writer_child.py"))
+_START_TIMEOUT_S = 30.0
+
+# (SQL, parameters, many): `write_plan.Statement`
+Statement = tuple[str, Sequence[Any], bool]
+
+
+class WriterProcessFailed(RuntimeError):
+    """The writer process reported an error, or exited, while writes were in flight."""
+
+
+class _Replies(asyncio.Protocol):
+    """Reads length-prefixed replies and settles the oldest pending future with each."""
+
+    def __init__(self, owner: WriterProcess) -> None:
+        self.owner = owner
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        while len(buf) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buf)
+            end = _HEADER.size + size
+            if len(buf) < end:
+                return
+            reply = pickle.loads(buf[_HEADER.size : end])
+            del buf[:end]
+            self.owner._settle(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner._lost()
+
+
+class WriterProcess:
+    def __init__(self, path: str, proc: subprocess.Popen[bytes], lifeline: int) -> None:
+        self.path = path
+        self.proc = proc
+        self._lifeline = lifeline
+        self._pending: deque[asyncio.Future[Any]] = deque()
+        self._sql_ids: dict[str, int] = {}
+        self._requests: asyncio.WriteTransport | None = None
+        self._replies: asyncio.ReadTransport | None = None
+        self._dead: str | None = None  # why the child can no longer write
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @classmethod
+    async def start(cls, path: str, setup: list[str]) -> WriterProcess:
+        """Spawn the writer for the store at `path`; `setup` are its connection's PRAGMAs."""
+        loop = asyncio.get_running_loop()
+        req_r, req_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        life_r, life_w = os.pipe()
+        try:
+            # Blocking, but a fork and exec (a few ms) once per store; `close` is synchronous and
+            # reaps the child itself, which an asyncio subprocess's watcher would race.
+            proc = subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, "-I", "-S", _CHILD, path, str(req_r), str(reply_w), str(life_r)],
+                pass_fds=(req_r, reply_w, life_r),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (req_r, req_w, reply_r, reply_w, life_r, life_w):
+                os.close(fd)
+            raise
+        for fd in (req_r, reply_w, life_r):
+            os.close(fd)
+        writer = cls(path, proc, life_w)
+        try:
+            writer._requests, _ = await loop.connect_write_pipe(
+                asyncio.BaseProtocol, os.fdopen(req_w, "wb", buffering=0)
+            )
+            writer._replies, _ = await loop.connect_read_pipe(
+                lambda: _Replies(writer), os.fdopen(reply_r, "rb", buffering=0)
+            )
+            await asyncio.wait_for(writer.submit(("open", setup)), _START_TIMEOUT_S)
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    @property
+    def idle(self) -> bool:
+        """No write is queued or running (call on the loop's thread)."""
+        return not self._pending
+
+    def submit(self, message: tuple[Any, ...]) -> asyncio.Future[Any]:
+        out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._dead is not None or self._requests is None:
+            out.set_exception(WriterProcessFailed(self._dead or "the writer process is closed"))
+            return out
+        body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pending.append(out)
+        self._requests.write(_HEADER.pack(len(body)) + body)
+        return out
+
+    def write(
+        self, statements: Sequence[Statement], pause_before_commit_s: float, wal_limit: int
+    ) -> asyncio.Future[tuple[float, bool, int]]:
+        """Queue one batch transaction; resolves to (BEGIN-to-COMMIT seconds, whether the WAL was
+        over `wal_limit` and got checkpointed after COMMIT, the WAL's size in bytes then)."""
+        ids = self._sql_ids
+        texts: list[tuple[int, str]] = []
+        refs: list[tuple[int, Sequence[Any], bool]] = []
+        for sql, params, many in statements:
+            sql_id = ids.get(sql)
+            if sql_id is None:
+                sql_id = ids[sql] = len(ids)
+                texts.append((sql_id, sql))
+            refs.append((sql_id, params, many))
+        return self.submit(("write", texts, refs, pause_before_commit_s, wal_limit))
+
+    def _settle(self, reply: tuple[str, Any]) -> None:
+        if not self._pending:
+            return  # a reply nobody waits for: the writer was closed meanwhile
+        out = self._pending.popleft()
+        if out.done():
+            return
+        status, value = reply
+        if status == "ok":
+            out.set_result(value)
+        else:
+            kind, message = value
+            out.set_exception(WriterProcessFailed(f"{kind}: {message}"))
+
+    def _exit_description(self) -> str:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=1.0)
+        code = self.proc.returncode
+        if code is None:
+            how = "closed its reply pipe"
+        elif code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with status {code}"
+        return (
+            f"the state store's writer process (pid {self.proc.pid}) {how}; the batch it was "
+            "writing did not commit unless the store's applied_lsn says so. Restart the partition "
+            "(it resumes at applied_lsn + 1)"
+        )
+
+    def _lost(self) -> None:
+        if self._dead is None:
+            self._dead = self._exit_description()
+        while self._pending:
+            out = self._pending.popleft()
+            if not out.done():
+                out.set_exception(WriterProcessFailed(self._dead))
+
+    def close(self) -> None:
+        """Stop the child now (idempotent). A write still in flight is rolled back, as in a
+        crash, and its future fails; the runner never closes its store with one in flight."""
+        if self._dead is None:
+            self._dead = "the writer process is closed"
+        for transport in (self._requests, self._replies):
+            if transport is not None:
+                # RuntimeError: the loop is already closed; the pipes close with the process.
+                with contextlib.suppress(RuntimeError):
+                    transport.close()
+        self._requests = self._replies = None
+        if self._lifeline >= 0:
+            # The transports close their pipes on the loop's next turn; the lifeline stops the
+            # child right away, wherever it is.
+            os.close(self._lifeline)
+            self._lifeline = -1
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        while self._pending:
+            out = self._pending.popleft()
+            if not out.done():
+                out.set_exception(WriterProcessFailed(self._dead))

@@ -1,0 +1,91 @@
+"""A store with a writer process: large batches commit there; its failures reach the runner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from processor.storage import Store
+from processor.storage.store import INLINE_WRITE_MAX_VIEWS, StoreWriteFailed
+from processor.storage.writer_process import WriterProcessFailed
+
+from .test_store import batch, created
+
+LARGE = INLINE_WRITE_MAX_VIEWS + 1  # invocations in a batch that goes to the writer process
+
+
+def large_batch(lsn: int) -> list[tuple[str, object]]:
+    return [(f"inv_{lsn}_{i}", created(f"inv_{lsn}_{i}")) for i in range(LARGE)]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "state.db", writer_process=True)
+    yield opened
+    opened.close()
+
+
+async def test_large_batches_commit_in_the_writer_process(store: Store, tmp_path: Path) -> None:
+    assert store.writer_pid is not None and store.writer_pid != os.getpid()
+    await store.write_batch(batch(1, *large_batch(1)))  # type: ignore[arg-type]
+    await store.write_batch(batch(2, ("inv_small", created("inv_small"))))  # inline
+    assert (await store.partition()).applied_lsn == 2
+    views = await store.load_views(["inv_1_0", f"inv_1_{LARGE - 1}", "inv_small"])
+    assert len(views) == 3
+    # a fresh connection sees the same: the batch is committed in the file, not in a cache
+    conn = sqlite3.connect(tmp_path / "state.db")
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM invocations").fetchone()[0] == LARGE + 1
+    finally:
+        conn.close()
+
+
+async def test_a_failed_write_in_the_writer_process_names_the_error_and_refuses_later_ones(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.write_batch(batch(1, *large_batch(1)))  # type: ignore[arg-type]
+    vandal = sqlite3.connect(tmp_path / "state.db")
+    vandal.execute(
+        "CREATE TRIGGER vandal BEFORE INSERT ON invocations BEGIN SELECT RAISE(ABORT, 'no new "
+        "invocations here'); END"
+    )
+    vandal.close()
+    with pytest.raises(WriterProcessFailed, match="IntegrityError: no new invocations here"):
+        await store.write_batch(batch(2, *large_batch(2)))  # type: ignore[arg-type]
+    with pytest.raises(StoreWriteFailed, match="an earlier batch write failed"):
+        await store.write_batch(batch(3, ("inv_small", created("inv_small"))))
+
+
+async def test_a_killed_writer_process_fails_the_write_in_flight_with_how_it_ended(
+    store: Store,
+) -> None:
+    assert store.writer_pid is not None
+    store.process_pause_before_commit_s = 30.0
+    pending = store.start_write(batch(1, *large_batch(1)))  # type: ignore[arg-type]
+    os.kill(store.writer_pid, signal.SIGKILL)
+    with pytest.raises(WriterProcessFailed, match=r"killed by SIGKILL.*resumes at applied_lsn"):
+        await pending
+    assert (await store.partition()).applied_lsn == 0  # it had not committed
+    with pytest.raises(StoreWriteFailed):
+        await store.write_batch(batch(2, ("inv_small", created("inv_small"))))
+
+
+async def test_closing_the_store_stops_its_writer_process(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "state.db", writer_process=True)
+    pid = store.writer_pid
+    assert pid is not None
+    await store.write_batch(batch(1, *large_batch(1)))  # type: ignore[arg-type]
+    store.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # exited and reaped by close()
+
+
+async def test_a_before_commit_hook_cannot_run_in_the_writer_process(store: Store) -> None:
+    store.before_commit = lambda: None
+    with pytest.raises(RuntimeError, match="open the store without writer_process"):
+        await store.write_batch(batch(1, *large_batch(1)))  # type: ignore[arg-type]
