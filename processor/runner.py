@@ -64,10 +64,6 @@ CommandHook = Callable[[LogRecord, Command, InvocationView | None, Transition], 
 BatchHook = Callable[[int, float], None]  # (records in the batch, seconds its transaction took)
 
 
-# A batch that needs at most this many views from the store reads them on the event loop's thread
-# (a few µs each) rather than in a thread hop; see `Store.load_views_now`.
-_LOAD_NOW_MAX = 16
-
 _ApplyContext = maker(ApplyContext)  # one per command: the fast constructor
 
 
@@ -384,11 +380,7 @@ class Runner:
                     views[inv] = view
                     if view is None:
                         missing.append(inv)
-        loaded: dict[str, InvocationView] = {}
-        if len(missing) > _LOAD_NOW_MAX:
-            loaded = await self.store.load_views(missing)
-        elif missing:
-            loaded = self.store.load_views_now(missing)
+        loaded = self.store.load_views_now(missing) if missing else {}
         views.update(loaded)
         batch = self._apply(records, commands, views, stop, after_lsn)
         # Not in the store when the batch began: the writer need not look these up.

@@ -7,7 +7,8 @@ data pipes are asyncio pipe transports, so sending a batch never blocks the loop
 buffers what the pipe does not take yet) and a reply is read by the loop itself: no thread in this
 process takes part in a write, and nothing here competes with the loop for the GIL.
 
-A statement's SQL text crosses the pipe once; afterwards it is referred to by a small integer.
+The request pipe is grown to hold a whole batch (see `_grow_pipe`). A statement's SQL text crosses
+the pipe once; afterwards it is referred to by a small integer.
 If the child dies, every write in flight fails with `WriterProcessFailed` saying how it ended; the
 store then refuses further writes, as after any failed write (a restart resumes at
 `applied_lsn + 1`).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import pickle
 import signal
@@ -31,9 +33,30 @@ from typing import Any
 _HEADER = struct.Struct("<I")
 _CHILD = str(Path(__file__).with_name("writer_child.py"))
 _START_TIMEOUT_S = 30.0
+_PIPE_BYTES = 1 << 20
 
 # (SQL, parameters, many): `write_plan.Statement`
 Statement = tuple[str, Sequence[Any], bool]
+
+
+def _grow_pipe(fd: int) -> None:
+    """Let the request pipe hold a whole batch (a 1,000-command batch is ~200 KB; Linux pipes
+    hold 64 KiB by default, and 1 MiB is the most an unprivileged process may ask for).
+
+    What the pipe does not take stays in the transport until the loop next waits for I/O, and
+    while the runner applies the next batch it does not: the writer would get the first 64 KiB
+    of a batch, then wait for the rest until the runner awaits the commit, and the two would run
+    one after the other instead of side by side (measured: the loop waited 2.1 s for commits
+    that took 1.75 s in all, instead of ~0.3 s)."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if set_size is None:
+        return
+    for size in (_PIPE_BYTES, _PIPE_BYTES // 4):
+        try:
+            fcntl.fcntl(fd, set_size, size)
+            return
+        except OSError:  # above /proc/sys/fs/pipe-max-size, or the user's pipe quota
+            continue
 
 
 class WriterProcessFailed(RuntimeError):
@@ -99,6 +122,7 @@ class WriterProcess:
             raise
         for fd in (req_r, reply_w, life_r):
             os.close(fd)
+        _grow_pipe(req_w)
         writer = cls(path, proc, life_w)
         try:
             writer._requests, _ = await loop.connect_write_pipe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sqlite3
@@ -12,7 +13,7 @@ import pytest
 
 from processor.storage import Store
 from processor.storage.store import INLINE_WRITE_MAX_VIEWS, StoreWriteFailed
-from processor.storage.writer_process import WriterProcessFailed
+from processor.storage.writer_process import WriterProcessFailed, _grow_pipe
 
 from .test_store import batch, created
 
@@ -89,3 +90,16 @@ async def test_a_before_commit_hook_cannot_run_in_the_writer_process(store: Stor
     store.before_commit = lambda: None
     with pytest.raises(RuntimeError, match="open the store without writer_process"):
         await store.write_batch(batch(1, *large_batch(1)))  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="Linux pipes only")
+def test_the_request_pipe_holds_a_whole_batch() -> None:
+    """A batch the pipe cannot hold waits in the transport until the runner yields, and the
+    writer then runs after the runner instead of beside it."""
+    read_end, write_end = os.pipe()
+    try:
+        _grow_pipe(write_end)
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) >= 256 * 1024
+    finally:
+        os.close(read_end)
+        os.close(write_end)
