@@ -6,8 +6,8 @@ every command in memory in log order (later commands of the batch see earlier on
 transitions into net writes and writes them together with the batch's last LSN in ONE transaction.
 Only after COMMIT are the batch's actions handed to the sink, in log order, so no side effect ever
 runs for a state that could be lost. Followers and replay pass no sink (actions are dropped).
-While one batch's transaction runs in the writer thread, the next batch is already being applied
-(`catch_up` pipelines the two).
+While one batch's transaction runs in the store's writer (its writer process, or a thread), the
+next batch is already being applied (`catch_up` pipelines the two).
 
 A record that cannot be decoded or applied stops the runner with an error naming its LSN; the
 records before it in the batch are committed first, and the record is never skipped. A failed batch
@@ -104,14 +104,16 @@ SWITCH_INTERVAL_S = 0.0002
 def tune_switch_interval() -> None:
     """Let a thread that finished a SQLite statement have the GIL back within 0.2 ms (default 5).
 
-    `catch_up` overlaps batch N's transaction (writer thread) with applying batch N+1 (the loop's
-    thread). The writer needs the GIL back after each of its statements (about one per table a
+    `catch_up` overlaps batch N's transaction with applying batch N+1 (the loop's thread). In a
+    store without a writer process (`Store.open(writer_process=False)`), the writer thread needs
+    the GIL back after each of its statements (about one per table a
     batch writes, see `storage.write_plan`), and while the loop is busy it waits for the switch
     interval to force a hand-over. At the default 5 ms those waits made a 1000-command commit
     take ~45 ms instead of ~13 and the overlap gained nothing; at 0.2 ms the loop barely waits
     for commits (apply bench, same session: ~18k -> ~25k commands/s). The daemon's end-to-end
-    figures are the same either way. It is a process-wide setting, so the entry points call
-    this, not the runner."""
+    figures are the same either way. The writer process has a GIL of its own, but the log's fsync
+    thread and the store's reader still hand the GIL over. It is a process-wide setting, so the
+    entry points call this, not the runner."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
@@ -224,14 +226,14 @@ class Runner:
     async def catch_up(self) -> int:
         """Apply every record up to the log's current tail (or `until_lsn`); returns applied_lsn.
 
-        Pipelined: batch N+1 is read, applied and planned on this thread while batch N's
-        transaction runs in the writer thread (mostly in SQLite's C code, without the GIL), and is
-        queued behind it; then N's commit is awaited and its actions go out, still in log order
-        and only after COMMIT. Batch N+1 sees N's views through `_overlay` (the cache is updated
-        only after N commits). If N's write fails, N+1's is refused by the store, so no batch
-        ever commits behind a failed one. This needs a short GIL switch interval to pay off: see
-        `tune_switch_interval`. Small batches usually commit inline on the loop (see
-        `Store.start_write`), and then nothing overlaps."""
+        Pipelined: batch N+1 is read, applied and planned on this thread while batch N's transaction
+        runs in the store's writer process (or writer thread: mostly in SQLite's C code, without the
+        GIL), and is queued behind it; then N's commit is awaited and its actions go out, still in
+        log order and only after COMMIT. Batch N+1 sees N's views through `_overlay` (the cache is
+        updated only after N commits). If N's write fails, N+1's is refused by the store, so no
+        batch ever commits behind a failed one. With a writer thread this needs a short GIL switch
+        interval to pay off: see `tune_switch_interval`. Small batches usually commit inline on the
+        loop (see `Store.start_write`), and then nothing overlaps."""
         await self.start()
         try:
             await self._catch_up()
@@ -242,7 +244,7 @@ class Runner:
         return self.applied_lsn
 
     async def _catch_up(self) -> None:
-        inflight: _Batch | None = None  # written in the writer thread while the next is prepared
+        inflight: _Batch | None = None  # being written while the next is prepared
         try:
             while True:
                 # Collections run between iterations only (see `_GcPaused`).
@@ -274,9 +276,9 @@ class Runner:
                                 and not inflight.commit.done()
                                 and self.store.commits_inline_when_idle(batch.writes)
                             ):
-                                # A small batch commits on the loop only while the writer thread
-                                # is idle: queued behind the one in flight, it would go to the
-                                # thread, and so would every small batch after it.
+                                # A small batch commits on the loop only while the writer is
+                                # idle: queued behind the one in flight, it would go to the
+                                # writer, and so would every small batch after it.
                                 await asyncio.wait([inflight.commit])
                             batch.commit = self.store.start_write(batch.writes)
                     done = inflight
@@ -428,7 +430,7 @@ class Runner:
     async def _finish(self, batch: _Batch) -> None:
         """COMMIT → applied_lsn and cache → waiters → sink, for one batch, in that order."""
         assert batch.commit is not None
-        # Shielded: the transaction commits or fails in the writer thread whatever happens here;
+        # Shielded: the transaction commits or fails in the writer whatever happens here;
         # a cancelled caller must not leave applied_lsn and the cache behind the store.
         with anyio.CancelScope(shield=True):
             seconds = await batch.commit  # raises the write's error: fatal for this runner

@@ -1,33 +1,38 @@
 """The partition's state store: batch load of views, batch write of a folded batch, read queries.
 
-Three connections, each owned by its own thread (`DbThread`), each method one hop:
+The connections, each with one owner:
 - the writer: the runner's batch write is planned on the caller's thread (`storage.write_plan`:
-  a few multi-row statements) and run here as one function: BEGIN, those statements, the new
-  `applied_lsn`, COMMIT. No SQLite round-trip per command, and the thread holds the GIL only
-  between statements, so the loop applies the next batch meanwhile;
-- the reader: view loads and the API queries. In WAL mode it reads the last committed batch while
-  the writer writes the next one, so API reads never wait behind a batch write, and it never sees
-  half a batch;
-- the checkpointer: the writer's automatic checkpoint (an fsync of the database file inside some
-  unlucky COMMIT) is turned off, and a PASSIVE checkpoint runs here instead every few batches
-  (`_CHECKPOINT_EVERY_ROWS` rows or `_CHECKPOINT_EVERY_BATCHES` batches), off the writer's path.
+  a few multi-row statements) and run as one transaction: BEGIN, those statements, the new
+  `applied_lsn`, COMMIT. No SQLite round-trip per command. A small batch runs right on the event
+  loop when nothing else is being written; a large one in the store's writer process
+  (`storage.writer_process`, when opened with `writer_process=True`, as the daemon and replay do)
+  or else in the writer thread (`DbThread`), which holds the GIL only between statements. Either
+  way the loop applies the next batch meanwhile;
+- the loop's own read connection: the views a batch needs and the planner's key lookups, read
+  right on the loop (the runner waits for them anyway, so a thread hop would only add its cost);
+- the reader (a thread): the API queries. In WAL mode it reads the last committed batch while the
+  writer writes the next one, so API reads never wait behind a batch write, and it never sees half
+  a batch;
+- the checkpointer (a thread): the writer's automatic checkpoint (an fsync of the database file
+  inside some unlucky COMMIT) is turned off, and a PASSIVE checkpoint runs here instead every few
+  batches (`_CHECKPOINT_EVERY_ROWS` rows or `_CHECKPOINT_EVERY_BATCHES` batches), off the writer's
+  path.
 
 The WAL must also start over now and then, or it grows for as long as writes keep coming. SQLite
 rewinds it at the start of a write only when a checkpoint has copied every frame in it, which a
 background checkpoint racing a busy writer never does: applying 1.2M records in catch-up batches
-grew a 1.7 GB WAL beside a 316 MB store, and 75k commands in batches of 8 (a busy live partition)
-a 1 GB WAL beside 11 MB. So once the WAL file outgrows `WAL_SIZE_LIMIT`, the writer thread
-finishes the job itself right after its next COMMIT (the background checkpoints have copied most
-frames by then, and nothing writes meanwhile), and the next write rewinds the WAL;
-`journal_size_limit` gives the disk space back. The loop never checkpoints (a checkpoint may
-fsync), and the write that rewinds the WAL (which syncs the new WAL header) happens in the writer
-thread too: a batch small enough to commit on the loop goes to the writer thread instead while
-the WAL is over the limit, or when a background checkpoint has just copied every frame. Only a
-batch that starts in the instant between such a checkpoint's end and its report can still rewind
-on the loop. As SQLite requires, a reader holding a read transaction at that write also blocks the
-rewind: our readers' transactions are short, but a reader that never lets go (an outside tool
-keeping one open) keeps the WAL growing, and the writer logs `state_wal_not_rewinding` each time
-the WAL doubles past 4x the limit.
+grew a 1.7 GB WAL beside a 316 MB store, and 75k commands in batches of 8 (a busy live partition) a
+1 GB WAL beside 11 MB. So once the WAL file outgrows `WAL_SIZE_LIMIT`, the writer (process or
+thread) finishes the job itself right after its next COMMIT (the background checkpoints have copied
+most frames by then, and nothing writes meanwhile), and the next write rewinds the WAL;
+`journal_size_limit` gives the disk space back. The loop never checkpoints (a checkpoint may fsync),
+and the write that rewinds the WAL (which syncs the new WAL header) happens in the writer too: a
+batch small enough to commit on the loop goes to the writer instead while the WAL is over the limit,
+or when a background checkpoint has just copied every frame. Only a batch that starts in the instant
+between such a checkpoint's end and its report can still rewind on the loop. As SQLite requires, a
+reader holding a read transaction at that write also blocks the rewind: our readers' transactions
+are short, but a reader that never lets go (an outside tool keeping one open) keeps the WAL growing,
+and the writer logs `state_wal_not_rewinding` each time the WAL doubles past 4x the limit.
 """
 
 from __future__ import annotations
@@ -68,8 +73,8 @@ def _writer_pragmas() -> list[str]:
     return [*pragmas(), "PRAGMA wal_autocheckpoint=0"]  # the checkpointer thread does it
 
 
-# Batches touching at most this many invocations are written on the loop when the writer thread
-# is idle (see `Store.start_write`); bigger ones (catch-up, replay) go to the writer thread.
+# Batches touching at most this many invocations are written on the loop when the writer is idle
+# (see `Store.start_write`); bigger ones (catch-up, replay) go to the writer process or thread.
 INLINE_WRITE_MAX_VIEWS = 64
 _TIMER_KINDS = {k.value: k for k in TimerKind}
 
@@ -303,9 +308,10 @@ class Store:
         return await self._reader.run(lambda conn: _load_views(conn, ids))
 
     def start_write(self, writes: BatchWrites) -> asyncio.Future[float]:
-        """Plan the batch's transaction here and queue it on the writer thread; the future
-        resolves after COMMIT with the transaction's duration in seconds (BEGIN to COMMIT,
-        queueing excluded). Now and then the writer thread also checkpoints right after a COMMIT
+        """Plan the batch's transaction here and queue it on the writer (process or thread), or
+        run it right here when it is small and the writer is idle; the future resolves after
+        COMMIT with the transaction's duration in seconds (BEGIN to COMMIT, queueing excluded).
+        Now and then the writer also checkpoints right after a COMMIT
         (see the module docstring: ~5-25 ms here), and the future resolves after that.
 
         Batches are written in the order they are started. They must be started from one thread,
