@@ -11,8 +11,9 @@ For each handler (`Greeter/greet`: 0 steps; `Greeter/steps3`: 3 `ctx.run` steps)
 (1, 32, 128) the load generator runs against the baseline server and then against the daemon's
 ingress, for the same duration; the daemon's invocations/s is reported with the baseline's as
 `baseline` and their `ratio`. Latencies are client-side (request sent → answer read).
-`daemon_cpu_us_per_invocation` is the daemon's user + system CPU time (/proc/<pid>/stat) over the
-run divided by the requests answered: the figure least sensitive to other load on the machine.
+`daemon_cpu_us_per_invocation` is the daemon's user + system CPU time (/proc/<pid>/stat, its
+partitions' writer processes included) over the run divided by the requests answered: the figure
+least sensitive to other load on the machine.
 """
 
 from __future__ import annotations
