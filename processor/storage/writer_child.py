@@ -22,10 +22,11 @@ Protocol (each message: 4-byte little-endian length, then a pickle; replies in r
   After a failed write every later write is refused: batches are queued ahead, and one behind a
   failed batch must not commit (the store would skip the failed batch's records).
 
-It exits when the request pipe closes (the store closed), and at once, without committing what is
-in progress, when the lifeline pipe closes: the parent died, and a restarted parent must not find
-a transaction of its dead predecessor committing under it. It ignores SIGINT and SIGTERM: Ctrl-C
-in a terminal, or a service manager stopping the daemon, signals the whole process group, and the
+It exits when the request pipe closes (the store closed), and at once, without committing what is in
+progress, when the lifeline pipe closes: the parent died, and a restarted parent must not find a
+transaction of its dead predecessor committing under it. It also looks at the lifeline right before
+each COMMIT. It ignores SIGINT and SIGTERM (and starts in a session of its own): Ctrl-C in a
+terminal, or a service manager stopping the daemon, signals the whole process group, and the
 parent's orderly shutdown still needs its writer for the batch in flight.
 """
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
 import sqlite3
 import struct
@@ -75,9 +77,15 @@ def _wal_size(path: str) -> int:
         return 0
 
 
+def _parent_gone(lifeline: int) -> bool:
+    """The lifeline reads as ready only at EOF (the parent never writes to it)."""
+    return bool(select.select([lifeline], [], [], 0)[0])
+
+
 class _Writer:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lifeline: int) -> None:
         self.path = path
+        self.lifeline = lifeline
         self.wal_path = f"{os.path.realpath(path)}-wal"
         self.conn: sqlite3.Connection | None = None
         self.sql: dict[int, str] = {}
@@ -117,6 +125,10 @@ class _Writer:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if _parent_gone(self.lifeline):
+                # The watcher thread may not have had the GIL yet: do not commit for a dead
+                # parent (its successor may already be reading applied_lsn).
+                os._exit(70)
             conn.execute("COMMIT")
         except BaseException as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
@@ -138,7 +150,7 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=_watch_lifeline, args=(life_fd,), daemon=True).start()
     requests = os.fdopen(req_fd, "rb")
     replies = os.fdopen(reply_fd, "wb")
-    writer = _Writer(path)
+    writer = _Writer(path, life_fd)
     while (header := _read_exactly(requests, _HEADER.size)) is not None:
         body = _read_exactly(requests, _HEADER.unpack(header)[0])
         if body is None:

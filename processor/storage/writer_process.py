@@ -59,6 +59,17 @@ def _grow_pipe(fd: int) -> None:
             continue
 
 
+def _closes_fds_itself(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop`'s pipe transports close the pipe's fd themselves.
+
+    uvloop hands the fd to libuv, which closes it, and then also closes the file object it was
+    given (MagicStack/uvloop#763): with a file object that owns the fd, that second close could
+    hit whatever another thread opened under the same number meanwhile (a log segment). So under
+    uvloop the file objects do not own their fds; the stdlib loop closes them through the file
+    object only."""
+    return type(loop).__module__.partition(".")[0] == "uvloop"
+
+
 class WriterProcessFailed(RuntimeError):
     """The writer process reported an error, or exited, while writes were in flight."""
 
@@ -78,7 +89,11 @@ class _Replies(asyncio.Protocol):
             end = _HEADER.size + size
             if len(buf) < end:
                 return
-            reply = pickle.loads(buf[_HEADER.size : end])
+            try:
+                reply = pickle.loads(buf[_HEADER.size : end])
+            except Exception as exc:  # not from our child: nothing more it says can be trusted
+                self.owner._broken(f"the writer process sent an unreadable reply ({exc!r})")
+                return
             del buf[:end]
             self.owner._settle(reply)
 
@@ -115,6 +130,10 @@ class WriterProcess:
                 [sys.executable, "-I", "-S", _CHILD, path, str(req_r), str(reply_w), str(life_r)],
                 pass_fds=(req_r, reply_w, life_r),
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # it prints nothing; a crash's traceback goes to stderr
+                # Out of the terminal's process group: a Ctrl-C must not reach it before it has
+                # set its signals aside (it stops with its parent, through the lifeline).
+                start_new_session=True,
             )
         except BaseException:
             for fd in (req_r, req_w, reply_r, reply_w, life_r, life_w):
@@ -124,15 +143,24 @@ class WriterProcess:
             os.close(fd)
         _grow_pipe(req_w)
         writer = cls(path, proc, life_w)
+        # Who closes each pipe end: us until a connect call takes it, its transport after (even
+        # when the call fails, the transport it made closes it).
+        unowned = [req_w, reply_r]
+        closefd = not _closes_fds_itself(loop)
         try:
+            unowned.remove(req_w)
             writer._requests, _ = await loop.connect_write_pipe(
-                asyncio.BaseProtocol, os.fdopen(req_w, "wb", buffering=0)
+                asyncio.BaseProtocol, os.fdopen(req_w, "wb", buffering=0, closefd=closefd)
             )
+            unowned.remove(reply_r)
             writer._replies, _ = await loop.connect_read_pipe(
-                lambda: _Replies(writer), os.fdopen(reply_r, "rb", buffering=0)
+                lambda: _Replies(writer),
+                os.fdopen(reply_r, "rb", buffering=0, closefd=closefd),
             )
             await asyncio.wait_for(writer.submit(("open", setup)), _START_TIMEOUT_S)
         except BaseException:
+            for fd in unowned:
+                os.close(fd)
             writer.close()
             raise
         return writer
@@ -143,13 +171,25 @@ class WriterProcess:
         return not self._pending
 
     def submit(self, message: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Send `message`; the future settles with the child's reply. Never raises: a message
+        that cannot be sent fails its future, and the writer is dead from then on."""
         out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self._dead is not None or self._requests is None:
+        requests = self._requests
+        if self._dead is None and (requests is None or requests.is_closing()):
+            self._dead = "the writer process's request pipe is closed"
+        if self._dead is not None or requests is None:
             out.set_exception(WriterProcessFailed(self._dead or "the writer process is closed"))
             return out
-        body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            # uvloop raises here once the pipe is closed; the stdlib loop drops the bytes (and
+            # the reply pipe's end then fails every pending write)
+            requests.write(_HEADER.pack(len(body)) + body)
+        except Exception as exc:
+            self._dead = f"a batch could not be sent to the writer process: {exc!r}"
+            out.set_exception(WriterProcessFailed(self._dead))
+            return out
         self._pending.append(out)
-        self._requests.write(_HEADER.pack(len(body)) + body)
         return out
 
     def write(
@@ -200,6 +240,10 @@ class WriterProcess:
             "(it resumes at applied_lsn + 1)"
         )
 
+    def _broken(self, why: str) -> None:
+        self._dead = why
+        self.close()
+
     def _lost(self) -> None:
         if self._dead is None:
             self._dead = self._exit_description()
@@ -225,10 +269,11 @@ class WriterProcess:
             os.close(self._lifeline)
             self._lifeline = -1
             try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:  # stuck in the kernel (a slow disk's fsync)?
                 self.proc.kill()
-                self.proc.wait()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=2)  # else a zombie until this process exits
         while self._pending:
             out = self._pending.popleft()
             if not out.done():

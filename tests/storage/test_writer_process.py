@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
+import gc
+import io
 import os
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+import uvloop
 
 from processor.storage import Store
 from processor.storage.store import INLINE_WRITE_MAX_VIEWS, StoreWriteFailed
@@ -103,3 +109,88 @@ def test_the_request_pipe_holds_a_whole_batch() -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def _nothing() -> None:
+    pass
+
+
+def _open_fds_after_warming(run: Callable[[Coroutine[Any, Any, None]], None]) -> set[str]:
+    """The fds open now, once the loop's own process-wide ones exist (uvloop keeps a pipe pair
+    from its first loop on)."""
+    run(_nothing())
+    return _open_fds()
+
+
+LOOPS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {
+    "asyncio": asyncio.run,
+    "uvloop": uvloop.run,
+}
+
+
+class _OwnershipProbe(io.FileIO):
+    """A pipe's file object that notes, when it closes its fd, whether the fd was still open
+    (closed already, by the transport's own code, means a double close)."""
+
+    seen: ClassVar[list[str]] = []
+
+    def close(self) -> None:
+        if not self.closed and self.closefd:
+            try:
+                os.fstat(self.fileno())
+                self.seen.append("open")
+            except OSError:
+                self.seen.append("closed already")
+        super().close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_store_closes_each_pipe_end_once_on_either_loop(
+    loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvloop closes a pipe's fd itself and then the file object it was given: a file object
+    owning the fd would close it a second time, maybe under another thread's new file."""
+
+    def probing_fdopen(fd: int, mode: str, buffering: int = -1, closefd: bool = True) -> Any:
+        return _OwnershipProbe(fd, mode.replace("b", ""), closefd=closefd)
+
+    monkeypatch.setattr(os, "fdopen", probing_fdopen)
+    _OwnershipProbe.seen.clear()
+
+    async def open_write_close() -> None:
+        store = await Store.open(tmp_path / "state.db", writer_process=True)
+        await store.write_batch(batch(1, *large_batch(1)))  # type: ignore[arg-type]
+        store.close()
+        await asyncio.sleep(0.05)  # the transports finish closing on the loop's next turns
+
+    before = _open_fds_after_warming(LOOPS[loop])
+    LOOPS[loop](open_write_close())
+    gc.collect()
+    assert "closed already" not in _OwnershipProbe.seen
+    assert _open_fds() <= before  # nothing leaked
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_opening_a_store_cancelled_midway_leaks_no_fd_and_no_process(
+    loop: str, turns: int, tmp_path: Path
+) -> None:
+    async def cancel_open() -> None:
+        task = asyncio.ensure_future(Store.open(tmp_path / "state.db", writer_process=True))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            (await task).close()
+        await asyncio.sleep(0.05)
+
+    before = _open_fds_after_warming(LOOPS[loop])
+    LOOPS[loop](cancel_open())
+    gc.collect()
+    assert _open_fds() <= before
