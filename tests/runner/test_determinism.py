@@ -18,6 +18,21 @@ from processor.storage.writer_process import WriterProcess
 from .conftest import StoreFactory, stepping_clock
 
 
+async def assert_same_digest_at_sizes(
+    memlog: MemoryLog, open_store: StoreFactory, sizes: tuple[int, ...], *, writer_process: bool
+) -> None:
+    """Applying `memlog` in batches of each size ends at the digest of batches of 1000."""
+    reference = await open_store("reference.db")
+    await Runner(memlog, reference, batch_size=1000).catch_up()
+    for size in sizes:
+        store = await open_store(f"sized-{size}.db", writer_process=writer_process)
+        assert (store.writer_pid is not None) == writer_process
+        runner = Runner(memlog, store, batch_size=size)
+        await runner.catch_up()
+        assert runner.applied_lsn == memlog.tail()
+        assert await store.digest() == await reference.digest()
+
+
 async def test_batch_sizes_1_7_and_1000_give_the_same_digest(
     memlog: MemoryLog, open_store: StoreFactory
 ) -> None:
@@ -37,15 +52,8 @@ async def test_pipelined_batches_through_the_writer_thread_give_the_same_digest(
     """Small batches usually commit inline on the loop (nothing overlaps then); sent to the
     writer thread, each batch is planned and applied while the one before it is still being
     written, so later batches see earlier ones only through the runner's overlay."""
-    reference = await open_store("reference.db")
-    await Runner(memlog, reference, batch_size=1000).catch_up()
     monkeypatch.setattr(store_module, "INLINE_WRITE_MAX_VIEWS", 0)
-    for size in (1, 7, 64):
-        store = await open_store(f"pipelined-{size}.db")
-        runner = Runner(memlog, store, batch_size=size)
-        await runner.catch_up()
-        assert runner.applied_lsn == memlog.tail()
-        assert await store.digest() == await reference.digest()
+    await assert_same_digest_at_sizes(memlog, open_store, (1, 7, 64), writer_process=False)
 
 
 async def test_batches_written_by_the_writer_process_give_the_same_digest(
@@ -53,16 +61,8 @@ async def test_batches_written_by_the_writer_process_give_the_same_digest(
 ) -> None:
     """The writer process runs the same planned statements as the writer thread: every batch
     through it (none inline), pipelined, at any batch size, ends at the same state."""
-    reference = await open_store("reference.db")
-    await Runner(memlog, reference, batch_size=1000).catch_up()
     monkeypatch.setattr(store_module, "INLINE_WRITE_MAX_VIEWS", 0)
-    for size in (1, 7, 64, 1000):
-        store = await open_store(f"process-{size}.db", writer_process=True)
-        assert store.writer_pid is not None
-        runner = Runner(memlog, store, batch_size=size)
-        await runner.catch_up()
-        assert runner.applied_lsn == memlog.tail()
-        assert await store.digest() == await reference.digest()
+    await assert_same_digest_at_sizes(memlog, open_store, (1, 7, 64, 1000), writer_process=True)
 
 
 async def test_small_batches_inline_and_large_ones_in_the_writer_process_interleave_safely(
