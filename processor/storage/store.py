@@ -61,7 +61,7 @@ from processor.storage.schema import WAL_SIZE_LIMIT, configure, migrate, pragmas
 from processor.storage.view_codec import decode_view, encode_view
 from processor.storage.write_plan import KeyCache, WritePlan, plan_batch
 from processor.storage.writer import execute_plan, lookup_keys, max_key
-from processor.storage.writer_process import WriterProcess
+from processor.storage.writer_process import WriterProcess, WriterProcessFailed
 
 JournalRow = tuple[int, dict[str, Any], int]  # (index, entry, appended_at)
 _LOAD_CHUNK = 512  # ids per IN (...) query; well under SQLite's variable limit
@@ -181,6 +181,24 @@ def _checkpoint(conn: sqlite3.Connection) -> bool:
     return bool(busy == 0 and frames == copied)
 
 
+async def _start_writer_process(path: str) -> WriterProcess | None:
+    """The store's writer process, or None (the writer thread then) when it cannot start: the
+    store works either way, only slower, so a failure is a warning, not a refusal to start."""
+    try:
+        return await WriterProcess.start(path, _writer_pragmas())
+    except (OSError, TimeoutError, WriterProcessFailed) as exc:
+        logger.warning(
+            "state_writer_process_unavailable",
+            path=path,
+            error=repr(exc),
+            message=(
+                f"the writer process for {path} did not start ({exc}); large batches are "
+                "written by a thread of this process instead (slower catch-up and replay)"
+            ),
+        )
+        return None
+
+
 class Store:
     """A partition's state store. Open with `await Store.open(path)`; close with `close()`."""
 
@@ -245,7 +263,7 @@ class Store:
                 threads.append(thread)
                 thread.open_sync(path, setup)
             if writer_process:
-                process = await WriterProcess.start(path, _writer_pragmas())
+                process = await _start_writer_process(path)
         except BaseException as exc:
             for thread in threads:
                 thread.close()

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 
 import pytest
 import uvloop
+from structlog.testing import capture_logs
 
-from processor.storage import Store
+from processor.storage import Store, writer_process
 from processor.storage.store import INLINE_WRITE_MAX_VIEWS, StoreWriteFailed
 from processor.storage.writer_process import WriterProcessFailed, _grow_pipe
 
@@ -194,3 +195,19 @@ def test_opening_a_store_cancelled_midway_leaks_no_fd_and_no_process(
     LOOPS[loop](cancel_open())
     gc.collect()
     assert _open_fds() <= before
+
+
+async def test_a_writer_process_that_cannot_start_leaves_the_store_writing_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_process, "_CHILD", str(tmp_path / "missing_child.py"))
+    with capture_logs() as logs:
+        store = await Store.open(tmp_path / "state.db", writer_process=True)
+    try:
+        assert store.writer_pid is None
+        assert [log["event"] for log in logs] == ["state_writer_process_unavailable"]
+        assert "did not start" in logs[0]["message"]
+        await store.write_batch(batch(1, *large_batch(1)))  # type: ignore[arg-type]
+        assert (await store.partition()).applied_lsn == 1
+    finally:
+        store.close()
