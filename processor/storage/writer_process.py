@@ -236,8 +236,9 @@ class WriterProcess:
             how = f"exited with status {code}"
         return (
             f"the state store's writer process (pid {self.proc.pid}) {how}; the batch it was "
-            "writing did not commit unless the store's applied_lsn says so. Restart the partition "
-            "(it resumes at applied_lsn + 1)"
+            "writing did not commit unless the store's applied_lsn says so. Restart the daemon "
+            "(the partition resumes at applied_lsn + 1; nothing acknowledged is lost) and look "
+            "for why it ended (the kernel's OOM killer: `dmesg`)"
         )
 
     def _broken(self, why: str) -> None:
