@@ -9,6 +9,7 @@ process takes part in a write, and nothing here competes with the loop for the G
 
 The request pipe is grown to hold a whole batch (see `_grow_pipe`). A statement's SQL text crosses
 the pipe once; afterwards it is referred to by a small integer.
+
 If the child dies, every write in flight fails with `WriterProcessFailed` saying how it ended; the
 store then refuses further writes, as after any failed write (a restart resumes at
 `applied_lsn + 1`).
