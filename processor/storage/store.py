@@ -373,21 +373,14 @@ class Store:
                 self._write_failure = exc
                 raise
             seconds = time.perf_counter() - began
-            self._rows_since_checkpoint += rows
-            self._batches_since_checkpoint += 1
+            checkpointed_wal = None
             if in_writer_thread and _wal_size(wal_path) > WAL_SIZE_LIMIT:
-                self._rows_since_checkpoint = self._batches_since_checkpoint = 0
                 # See the module docstring: the next write rewinds the WAL. The batch is
                 # committed: a checkpoint that fails only delays the rewind.
                 with contextlib.suppress(sqlite3.Error):
                     _checkpoint(conn)
-                self._warn_if_the_wal_cannot_rewind(_wal_size(wal_path))
-            elif (
-                self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS
-                or self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES
-            ):
-                self._rows_since_checkpoint = self._batches_since_checkpoint = 0
-                self._ckpt.submit_detached(self._background_checkpoint)
+                checkpointed_wal = _wal_size(wal_path)
+            self._count_commit(rows, checkpointed_wal)
             return seconds
 
         writer = self._writer
@@ -436,26 +429,32 @@ class Store:
                     done.set_exception(exc)
                 return
             seconds, checkpointed, wal = written.result()
-            self._rows_since_checkpoint += rows
-            self._batches_since_checkpoint += 1
-            if checkpointed:
-                self._rows_since_checkpoint = self._batches_since_checkpoint = 0
-                self._warn_if_the_wal_cannot_rewind(wal)
-            elif (
-                self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS
-                or self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES
-            ):
-                self._rows_since_checkpoint = self._batches_since_checkpoint = 0
-                self._ckpt.submit_detached(self._background_checkpoint)
+            self._count_commit(rows, wal if checkpointed else None)
             if not done.done():
                 done.set_result(seconds)
 
         written.add_done_callback(settle)
         return done
 
+    def _count_commit(self, rows: int, checkpointed_wal: int | None) -> None:
+        """Bookkeeping after a batch's COMMIT, wherever it ran: `checkpointed_wal` is the WAL's
+        size after the writer's own checkpoint (None: it did none); otherwise a background
+        checkpoint is queued every so many rows or batches."""
+        self._rows_since_checkpoint += rows
+        self._batches_since_checkpoint += 1
+        if checkpointed_wal is not None:
+            self._rows_since_checkpoint = self._batches_since_checkpoint = 0
+            self._warn_if_the_wal_cannot_rewind(checkpointed_wal)
+        elif (
+            self._rows_since_checkpoint >= _CHECKPOINT_EVERY_ROWS
+            or self._batches_since_checkpoint >= _CHECKPOINT_EVERY_BATCHES
+        ):
+            self._rows_since_checkpoint = self._batches_since_checkpoint = 0
+            self._ckpt.submit_detached(self._background_checkpoint)
+
     def commits_inline_when_idle(self, writes: BatchWrites) -> bool:
-        """Whether `start_write` commits this batch on the loop when the writer thread is idle
-        (small batches; see `INLINE_WRITE_MAX_VIEWS`)."""
+        """Whether `start_write` commits this batch on the loop when the writer is idle (small
+        batches; see `INLINE_WRITE_MAX_VIEWS`)."""
         return len(writes) <= INLINE_WRITE_MAX_VIEWS
 
     def _warn_if_the_wal_cannot_rewind(self, size: int) -> None:

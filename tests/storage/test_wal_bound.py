@@ -66,6 +66,30 @@ async def test_back_to_back_writer_thread_batches_keep_the_wal_near_its_limit(
     assert small_wal_limit and threading.current_thread().name not in small_wal_limit
 
 
+async def test_back_to_back_writer_process_batches_keep_the_wal_near_its_limit(
+    tmp_path: Path, small_wal_limit: list[str]
+) -> None:
+    """The writer process checkpoints the WAL itself once it passes the limit (no checkpoint
+    runs in this process: background checkpoints are off here)."""
+    store = await Store.open(tmp_path / "state.db", writer_process=True)
+    assert store.writer_pid is not None
+    wal = tmp_path / "state.db-wal"
+    sizes: list[int] = []
+    try:
+        for n in range(60):
+            await store.write_batch(batch(n + 1, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
+            sizes.append(wal.stat().st_size)
+        assert (await store.partition()).applied_lsn == 60
+    finally:
+        store.close()
+
+    steps = [b - a for a, b in itertools.pairwise(sizes)]
+    growth = max(steps)
+    assert sum(step for step in steps if step > 0) > 4 * LIMIT
+    assert max(sizes) <= LIMIT + 2 * growth
+    assert small_wal_limit == []  # nothing checkpointed in this process
+
+
 async def test_small_batches_keep_the_wal_bounded_without_checkpointing_on_the_loop(
     tmp_path: Path, small_wal_limit: list[str]
 ) -> None:
