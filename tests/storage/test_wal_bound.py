@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -43,26 +44,34 @@ def views(prefix: str, count: int) -> list[tuple[str, Any]]:
     return [(f"inv_{prefix}_{i}", created(f"inv_{prefix}_{i}")) for i in range(count)]
 
 
+async def write_60_batches_back_to_back(store: Store, wal: str) -> list[int]:
+    """Write 60 batches too big to commit on the loop; the WAL's size after each."""
+    sizes: list[int] = []
+    for n in range(60):
+        await store.write_batch(batch(n + 1, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
+        sizes.append(os.path.getsize(wal))
+    assert (await store.partition()).applied_lsn == 60
+    return sizes
+
+
+def assert_wal_stayed_near_its_limit(sizes: list[int]) -> None:
+    steps = [b - a for a, b in itertools.pairwise(sizes)]
+    growth = max(steps)
+    assert sum(step for step in steps if step > 0) > 4 * LIMIT  # it did rewind, several times
+    assert max(sizes) <= LIMIT + 2 * growth
+
+
 async def test_back_to_back_writer_thread_batches_keep_the_wal_near_its_limit(
     tmp_path: Path, small_wal_limit: list[str]
 ) -> None:
     store = await Store.open(tmp_path / "state.db")
-    wal = tmp_path / "state.db-wal"
-    sizes: list[int] = []
     try:
-        for n in range(60):
-            await store.write_batch(batch(n + 1, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
-            sizes.append(wal.stat().st_size)
+        sizes = await write_60_batches_back_to_back(store, f"{tmp_path}/state.db-wal")
         stored = await store.load_views([f"inv_{n}_0" for n in range(60)])
         assert len(stored) == 60
-        assert (await store.partition()).applied_lsn == 60
     finally:
         store.close()
-
-    steps = [b - a for a, b in itertools.pairwise(sizes)]
-    growth = max(steps)
-    assert sum(step for step in steps if step > 0) > 4 * LIMIT
-    assert max(sizes) <= LIMIT + 2 * growth
+    assert_wal_stayed_near_its_limit(sizes)
     assert small_wal_limit and threading.current_thread().name not in small_wal_limit
 
 
@@ -73,20 +82,11 @@ async def test_back_to_back_writer_process_batches_keep_the_wal_near_its_limit(
     runs in this process: background checkpoints are off here)."""
     store = await Store.open(tmp_path / "state.db", writer_process=True)
     assert store.writer_pid is not None
-    wal = tmp_path / "state.db-wal"
-    sizes: list[int] = []
     try:
-        for n in range(60):
-            await store.write_batch(batch(n + 1, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
-            sizes.append(wal.stat().st_size)
-        assert (await store.partition()).applied_lsn == 60
+        sizes = await write_60_batches_back_to_back(store, f"{tmp_path}/state.db-wal")
     finally:
         store.close()
-
-    steps = [b - a for a, b in itertools.pairwise(sizes)]
-    growth = max(steps)
-    assert sum(step for step in steps if step > 0) > 4 * LIMIT
-    assert max(sizes) <= LIMIT + 2 * growth
+    assert_wal_stayed_near_its_limit(sizes)
     assert small_wal_limit == []  # nothing checkpointed in this process
 
 
