@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -44,12 +43,16 @@ def views(prefix: str, count: int) -> list[tuple[str, Any]]:
     return [(f"inv_{prefix}_{i}", created(f"inv_{prefix}_{i}")) for i in range(count)]
 
 
-async def write_60_batches_back_to_back(store: Store, wal: str) -> list[int]:
+def file_size(path: Path) -> int:
+    return path.stat().st_size  # a stat: not worth a thread in a test
+
+
+async def write_60_batches_back_to_back(store: Store, wal: Path) -> list[int]:
     """Write 60 batches too big to commit on the loop; the WAL's size after each."""
     sizes: list[int] = []
     for n in range(60):
         await store.write_batch(batch(n + 1, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
-        sizes.append(os.path.getsize(wal))
+        sizes.append(file_size(wal))
     assert (await store.partition()).applied_lsn == 60
     return sizes
 
@@ -66,7 +69,7 @@ async def test_back_to_back_writer_thread_batches_keep_the_wal_near_its_limit(
 ) -> None:
     store = await Store.open(tmp_path / "state.db")
     try:
-        sizes = await write_60_batches_back_to_back(store, f"{tmp_path}/state.db-wal")
+        sizes = await write_60_batches_back_to_back(store, tmp_path / "state.db-wal")
         stored = await store.load_views([f"inv_{n}_0" for n in range(60)])
         assert len(stored) == 60
     finally:
@@ -83,7 +86,7 @@ async def test_back_to_back_writer_process_batches_keep_the_wal_near_its_limit(
     store = await Store.open(tmp_path / "state.db", writer_process=True)
     assert store.writer_pid is not None
     try:
-        sizes = await write_60_batches_back_to_back(store, f"{tmp_path}/state.db-wal")
+        sizes = await write_60_batches_back_to_back(store, tmp_path / "state.db-wal")
     finally:
         store.close()
     assert_wal_stayed_near_its_limit(sizes)
