@@ -24,12 +24,14 @@ background checkpoint racing a busy writer never does: applying 1.2M records in 
 grew a 1.7 GB WAL beside a 316 MB store, and 75k commands in batches of 8 (a busy live partition) a
 1 GB WAL beside 11 MB. So once the WAL file outgrows `WAL_SIZE_LIMIT`, the writer (process or
 thread) finishes the job itself right after its next COMMIT (the background checkpoints have copied
-most frames by then, and nothing writes meanwhile), and the next write rewinds the WAL;
-`journal_size_limit` gives the disk space back. The loop never checkpoints (a checkpoint may fsync),
-and the write that rewinds the WAL (which syncs the new WAL header) happens in the writer too: a
-batch small enough to commit on the loop goes to the writer instead while the WAL is over the limit,
-or when a background checkpoint has just copied every frame. Only a batch that starts in the instant
-between such a checkpoint's end and its report can still rewind on the loop. As SQLite requires, a
+most frames by then, and nothing writes meanwhile) and rewinds the WAL at once, in a transaction of
+its own that changes no state (`writer.REWIND_WAL`: the write that rewinds syncs the new WAL
+header, a cost no batch should carry); `journal_size_limit` gives the disk space back. The loop
+never checkpoints (a checkpoint may fsync), and a write that rewinds the WAL happens in the writer
+too: a batch small enough to commit on the loop goes to the writer instead while the WAL is over the
+limit, or when a background checkpoint has just copied every frame (that batch rewinds the WAL).
+Only a batch that starts in the instant between such a checkpoint's end and its report can still
+rewind on the loop. As SQLite requires, a
 reader holding a read transaction at that write also blocks the rewind: our readers' transactions
 are short, but a reader that never lets go (an outside tool keeping one open) keeps the WAL growing,
 and the writer logs `state_wal_not_rewinding` each time the WAL doubles past 4x the limit.
@@ -60,7 +62,7 @@ from processor.storage.digest import digest_conn
 from processor.storage.schema import WAL_SIZE_LIMIT, configure, migrate, pragmas
 from processor.storage.view_codec import decode_view, encode_view
 from processor.storage.write_plan import KeyCache, WritePlan, plan_batch
-from processor.storage.writer import execute_plan, lookup_keys, max_key
+from processor.storage.writer import REWIND_WAL, execute_plan, lookup_keys, max_key, rewind_wal
 from processor.storage.writer_process import WriterProcess, WriterProcessFailed
 
 JournalRow = tuple[int, dict[str, Any], int]  # (index, entry, appended_at)
@@ -185,7 +187,7 @@ async def _start_writer_process(path: str) -> WriterProcess | None:
     """The store's writer process, or None (the writer thread then) when it cannot start: the
     store works either way, only slower, so a failure is a warning, not a refusal to start."""
     try:
-        return await WriterProcess.start(path, _writer_pragmas())
+        return await WriterProcess.start(path, _writer_pragmas(), REWIND_WAL)
     except (OSError, TimeoutError, WriterProcessFailed) as exc:
         logger.warning(
             "state_writer_process_unavailable",
@@ -375,10 +377,11 @@ class Store:
             seconds = time.perf_counter() - began
             checkpointed_wal = None
             if in_writer_thread and _wal_size(wal_path) > WAL_SIZE_LIMIT:
-                # See the module docstring: the next write rewinds the WAL. The batch is
-                # committed: a checkpoint that fails only delays the rewind.
+                # See the module docstring. The batch is committed: a checkpoint that fails
+                # only delays the rewind.
                 with contextlib.suppress(sqlite3.Error):
-                    _checkpoint(conn)
+                    if _checkpoint(conn):
+                        rewind_wal(conn)
                 checkpointed_wal = _wal_size(wal_path)
             self._count_commit(rows, checkpointed_wal)
             return seconds

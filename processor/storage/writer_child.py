@@ -11,13 +11,14 @@ Measured on the apply benchmark, those waits made a 1000-command transaction tak
 own CPU time and capped the pipeline. Here the transaction has an interpreter to itself.
 
 Protocol (each message: 4-byte little-endian length, then a pickle; replies in request order):
-- ("open", [setup statements])                         -> ("ok", None)
+- ("open", [setup statements], [rewind statements])    -> ("ok", None)
 - ("write", [(id, sql), ...] new texts, [(id, params, many), ...], pause_before_commit_s,
    wal_limit_bytes)                      -> ("ok", (seconds, checkpointed, wal_bytes))
   One transaction: BEGIN IMMEDIATE, the statements, COMMIT; `seconds` is BEGIN to COMMIT. After
-  COMMIT, a WAL file bigger than `wal_limit_bytes` is checkpointed here (see `storage.store`), so
-  the next write can rewind it. `pause_before_commit_s` is a test hook (a crash "between apply and
-  commit").
+  COMMIT, a WAL file bigger than `wal_limit_bytes` is checkpointed here (see `storage.store`), and
+  when that copied every frame the rewind statements run as a transaction of their own, so the WAL
+  starts over here and not in the next batch (see `storage.writer.REWIND_WAL`).
+  `pause_before_commit_s` is a test hook (a crash "between apply and commit").
 - any failure                                          -> ("error", (type name, message))
   After a failed write every later write is refused: batches are queued ahead, and one behind a
   failed batch must not commit (the store would skip the failed batch's records).
@@ -90,12 +91,14 @@ class _Writer:
         self.conn: sqlite3.Connection | None = None
         self.sql: dict[int, str] = {}
         self.failure: str | None = None
+        self.rewind: list[str] = []
 
-    def open(self, setup: list[str]) -> None:
+    def open(self, setup: list[str], rewind: list[str]) -> None:
         # Room for every multi-row statement variant a batch write uses (see `write_plan`).
         self.conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=512)
         for statement in setup:
             self.conn.execute(statement)
+        self.rewind = rewind
 
     def write(
         self,
@@ -137,9 +140,16 @@ class _Writer:
         wal = _wal_size(self.wal_path)
         if wal <= wal_limit:
             return seconds, False, wal
-        # The batch is committed: a checkpoint that fails only delays the WAL's rewind.
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        # The batch is committed: a checkpoint or a rewind that fails only delays the rewind.
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if busy == 0 and frames == copied:
+                for statement in self.rewind:
+                    conn.execute(statement)
+        except sqlite3.Error:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
         return seconds, True, _wal_size(self.wal_path)
 
 
@@ -159,7 +169,7 @@ def main(argv: list[str]) -> int:
         try:
             message = pickle.loads(body)
             if message[0] == "open":
-                writer.open(message[1])
+                writer.open(message[1], message[2])
                 reply = ("ok", None)
             elif message[0] == "write":
                 reply = ("ok", writer.write(*message[1:]))

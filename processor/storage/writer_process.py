@@ -118,8 +118,12 @@ class WriterProcess:
         return self.proc.pid
 
     @classmethod
-    async def start(cls, path: str, setup: list[str]) -> WriterProcess:
-        """Spawn the writer for the store at `path`; `setup` are its connection's PRAGMAs."""
+    async def start(
+        cls, path: str, setup: Sequence[str], rewind: Sequence[str] = ()
+    ) -> WriterProcess:
+        """Spawn the writer for the store at `path`; `setup` are its connection's PRAGMAs,
+        `rewind` the transaction that starts the WAL over after a complete checkpoint (none: the
+        next write does; see `writer.REWIND_WAL`)."""
         loop = asyncio.get_running_loop()
         req_r, req_w = os.pipe()
         reply_r, reply_w = os.pipe()
@@ -158,7 +162,8 @@ class WriterProcess:
                 lambda: _Replies(writer),
                 os.fdopen(reply_r, "rb", buffering=0, closefd=closefd),
             )
-            await asyncio.wait_for(writer.submit(("open", setup)), _START_TIMEOUT_S)
+            opened = writer.submit(("open", list(setup), list(rewind)))
+            await asyncio.wait_for(opened, _START_TIMEOUT_S)
         except BaseException:
             for fd in unowned:
                 os.close(fd)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import struct
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,9 @@ from structlog.testing import capture_logs
 
 from processor.storage import Store, schema
 from processor.storage import store as store_module
+from processor.storage.digest import digest_conn
 from processor.storage.store import INLINE_WRITE_MAX_VIEWS
+from processor.storage.writer import rewind_wal
 
 from .test_store import batch, created
 
@@ -47,21 +51,52 @@ def file_size(path: Path) -> int:
     return path.stat().st_size  # a stat: not worth a thread in a test
 
 
-async def write_60_batches_back_to_back(store: Store, wal: Path) -> list[int]:
-    """Write 60 batches too big to commit on the loop; the WAL's size after each."""
-    sizes: list[int] = []
+@dataclass
+class WalState:
+    size: int
+    restarts: int  # the header's checkpoint sequence number: +1 each time the WAL starts over
+    frames: int  # the frames written since it last started over
+
+
+def wal_state(wal: Path) -> WalState:
+    """Read the WAL file's header and count the frames that carry its salts (the frames of
+    earlier rounds, still in the file, carry older salts)."""
+    data = wal.read_bytes()  # a few hundred KiB at most here
+    if len(data) < 32:
+        return WalState(len(data), 0, 0)
+    page_size, restarts = struct.unpack(">II", data[8:16])
+    salts = data[16:24]
+    frames, offset, frame_size = 0, 32, 24 + page_size
+    while offset + frame_size <= len(data) and data[offset + 8 : offset + 16] == salts:
+        frames += 1
+        offset += frame_size
+    return WalState(len(data), restarts, frames)
+
+
+async def write_60_batches_back_to_back(store: Store, wal: Path) -> list[WalState]:
+    """Write 60 batches too big to commit on the loop; the WAL's state after each."""
+    states: list[WalState] = []
     for n in range(60):
         await store.write_batch(batch(n + 1, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
-        sizes.append(file_size(wal))
+        states.append(wal_state(wal))
     assert (await store.partition()).applied_lsn == 60
-    return sizes
+    return states
 
 
-def assert_wal_stayed_near_its_limit(sizes: list[int]) -> None:
-    steps = [b - a for a, b in itertools.pairwise(sizes)]
-    growth = max(steps)
-    assert sum(step for step in steps if step > 0) > 4 * LIMIT  # it did rewind, several times
+def assert_wal_stayed_near_its_limit(states: list[WalState]) -> None:
+    sizes = [s.size for s in states]
+    growth = max(b - a for a, b in itertools.pairwise(sizes))
+    assert states[-1].restarts - states[0].restarts >= 4  # it did rewind, several times
     assert max(sizes) <= LIMIT + 2 * growth
+
+
+def assert_the_writer_rewound_the_wal_itself(states: list[WalState]) -> None:
+    """Each time the WAL started over, it did so in the writer's own transaction right after its
+    checkpoint (a frame or two), not in the next batch's (dozens of frames)."""
+    rounds = [b for a, b in itertools.pairwise(states) if b.restarts != a.restarts]
+    assert rounds
+    assert all(s.frames <= 2 for s in rounds), [s.frames for s in rounds]
+    assert max(s.frames for s in states) > 10  # what one batch writes
 
 
 async def test_back_to_back_writer_thread_batches_keep_the_wal_near_its_limit(
@@ -69,12 +104,13 @@ async def test_back_to_back_writer_thread_batches_keep_the_wal_near_its_limit(
 ) -> None:
     store = await Store.open(tmp_path / "state.db")
     try:
-        sizes = await write_60_batches_back_to_back(store, tmp_path / "state.db-wal")
+        states = await write_60_batches_back_to_back(store, tmp_path / "state.db-wal")
         stored = await store.load_views([f"inv_{n}_0" for n in range(60)])
         assert len(stored) == 60
     finally:
         store.close()
-    assert_wal_stayed_near_its_limit(sizes)
+    assert_wal_stayed_near_its_limit(states)
+    assert_the_writer_rewound_the_wal_itself(states)
     assert small_wal_limit and threading.current_thread().name not in small_wal_limit
 
 
@@ -86,10 +122,11 @@ async def test_back_to_back_writer_process_batches_keep_the_wal_near_its_limit(
     store = await Store.open(tmp_path / "state.db", writer_process=True)
     assert store.writer_pid is not None
     try:
-        sizes = await write_60_batches_back_to_back(store, tmp_path / "state.db-wal")
+        states = await write_60_batches_back_to_back(store, tmp_path / "state.db-wal")
     finally:
         store.close()
-    assert_wal_stayed_near_its_limit(sizes)
+    assert_wal_stayed_near_its_limit(states)
+    assert_the_writer_rewound_the_wal_itself(states)
     assert small_wal_limit == []  # nothing checkpointed in this process
 
 
@@ -101,23 +138,23 @@ async def test_small_batches_keep_the_wal_bounded_without_checkpointing_on_the_l
     loop = threading.current_thread().name
     written_on: list[str] = []
     store.before_commit = lambda: written_on.append(threading.current_thread().name)
-    sizes: list[int] = []
+    states: list[WalState] = []
     try:
         for n in range(150):
             await store.write_batch(batch(n + 1, *views(str(n), 8)))
-            sizes.append(wal.stat().st_size)
+            states.append(wal_state(wal))
         assert (await store.partition()).applied_lsn == 150
     finally:
         store.close()
 
-    steps = [b - a for a, b in itertools.pairwise(sizes)]
-    assert sum(step for step in steps if step > 0) > 2 * LIMIT
-    assert max(sizes) <= LIMIT + 2 * max(steps)
+    sizes = [s.size for s in states]
+    assert states[-1].restarts - states[0].restarts >= 2
+    assert max(sizes) <= LIMIT + 2 * max(b - a for a, b in itertools.pairwise(sizes))
     assert small_wal_limit and loop not in small_wal_limit
-    # Only the two batches around a rewind leave the loop (the one that checkpoints, the one
-    # that rewinds); then batches commit inline again.
+    # Only the batch that checkpoints leaves the loop (the writer rewinds the WAL right after
+    # it); the next batch commits inline again.
     runs = "".join("L" if name == loop else "W" for name in written_on).split("L")
-    assert max(len(run) for run in runs) == 2
+    assert max(len(run) for run in runs) == 1
 
 
 async def test_a_background_checkpoint_that_copied_everything_sends_the_next_write_to_the_writer(
@@ -174,4 +211,30 @@ async def test_a_reader_that_never_ends_its_transaction_gets_the_writer_to_warn(
         outside.execute("COMMIT")
     finally:
         outside.close()
+        store.close()
+
+
+async def test_the_wal_rewind_transaction_starts_the_wal_over_and_changes_no_state(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = await Store.open(path)  # open, so that its WAL stays (the last close removes it)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        written = batch(1, *views("a", 8))
+        written.leader_epoch = 3
+        await store.write_batch(written)
+        schema.configure(conn)
+        before = digest_conn(conn)
+        full = wal_state(path.with_name("state.db-wal"))
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert (busy, frames) == (0, copied)
+        rewind_wal(conn)
+        after = wal_state(path.with_name("state.db-wal"))
+        assert after.restarts == full.restarts + 1
+        assert 1 <= after.frames <= 2 < full.frames
+        assert digest_conn(conn) == before
+        assert conn.execute("SELECT leader_epoch FROM partition").fetchone() == (3,)
+    finally:
+        conn.close()
         store.close()
