@@ -34,7 +34,7 @@ from processor.config import InvocationConfig, LogConfig
 from processor.leader.clock import Clock
 from processor.leader.leader import Leader, LeaderConfig
 from processor.registry import Registry
-from processor.runner import Runner
+from processor.runner import LIVE_BATCH_SIZE, Runner
 from processor.state_machine.types import Event
 from processor.status import InvocationView, Result
 from processor.storage.store import JournalRow, Store
@@ -87,7 +87,7 @@ class Partition:
         invocation: InvocationConfig | None = None,
         log_config: LogConfig | None = None,
         clock: Clock | None = None,
-        batch_size: int = 1000,
+        batch_size: int = LIVE_BATCH_SIZE,
         on_append: Callable[[float], None] | None = None,
     ) -> None:
         self._id = partition_id
