@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import gc
 import sys
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -36,6 +36,7 @@ from processor.state_machine.types import ApplyContext, Transition
 from processor.status import InvocationView, Status
 from processor.storage.batch import BatchWrites
 from processor.storage.store import Store
+from processor.storage.write_plan import MAX_BATCHES_IN_FLIGHT
 
 
 class LogRecord(Protocol):
@@ -149,6 +150,10 @@ class ViewCache:
             cache.popitem(last=False)
 
 
+# The most records in batches being written while the next is applied, beyond the first one: big
+# batches (the start-up catch-up's) go one at a time, as their memory would add up otherwise.
+MAX_RECORDS_IN_FLIGHT = 4000
+
 # The most records a batch takes once the runner has caught up with the log's start-up tail: the
 # commit-latency / throughput trade-off. Smaller batches commit sooner (replies wait for COMMIT)
 # but fold fewer writes of one invocation into one row. On the apply benchmark's mixed workload
@@ -234,14 +239,20 @@ class Runner:
     async def catch_up(self) -> int:
         """Apply every record up to the log's current tail (or `until_lsn`); returns applied_lsn.
 
-        Pipelined: batch N+1 is read, applied and planned on this thread while batch N's transaction
-        runs in the store's writer process (or writer thread: mostly in SQLite's C code, without the
-        GIL), and is queued behind it; then N's commit is awaited and its actions go out, still in
-        log order and only after COMMIT. Batch N+1 sees N's views through `_overlay` (the cache is
-        updated only after N commits). If N's write fails, N+1's is refused by the store, so no
-        batch ever commits behind a failed one. With a writer thread this needs a short GIL switch
-        interval to pay off: see `tune_switch_interval`. Small batches usually commit inline on the
-        loop (see `Store.start_write`), and then nothing overlaps."""
+        Pipelined: the next batch is read, applied and planned on this thread while the batches
+        before it are written by the store's writer process (or writer thread: mostly in SQLite's
+        C code, without the GIL), and is queued behind them. Up to `MAX_BATCHES_IN_FLIGHT` batches
+        (and `MAX_RECORDS_IN_FLIGHT` records beyond the oldest) may wait for their COMMIT; the
+        oldest is awaited when there are more, and every batch's actions go out in log order and
+        only after its COMMIT (committed batches are finished as soon as the loop sees them). The
+        depth is there for the writer's checkpoints: a checkpoint's fsyncs take ~40 ms here, every
+        ~70 batches of 300, and meanwhile the loop goes on applying instead of waiting (with one
+        batch in flight, those waits cost ~10% of the throughput). A new batch sees the views of the
+        batches in flight through `_overlay` (the cache is updated only as they commit). If a write
+        fails, the store refuses every batch queued behind it, so no batch ever commits behind a
+        failed one. With a writer thread this needs a short GIL switch interval to pay off: see
+        `tune_switch_interval`. Small batches usually commit inline on the loop (see
+        `Store.start_write`), and then nothing overlaps."""
         await self.start()
         try:
             await self._catch_up()
@@ -252,47 +263,54 @@ class Runner:
         return self.applied_lsn
 
     async def _catch_up(self) -> None:
-        inflight: _Batch | None = None  # being written while the next is prepared
+        # Being written, oldest first, while the next batch is prepared: at most
+        # `MAX_BATCHES_IN_FLIGHT`.
+        inflight: deque[_Batch] = deque()
         try:
             while True:
                 # Collections run between iterations only (see `_GcPaused`).
                 with _gc_paused():
-                    if inflight is not None and inflight.commit and inflight.commit.done():
-                        # Already committed (a small batch is written inline): its replies go
-                        # out now, not after the next batch.
-                        committed, inflight = inflight, None
-                        await self._finish_batch(committed)
-                    after = self.applied_lsn if inflight is None else inflight.last_lsn
+                    while inflight and _committed(inflight[0]):
+                        # Already committed (a small batch is written inline, or the writer
+                        # was quick): its replies go out now, not after the next batch.
+                        await self._finish_batch(inflight.popleft())
+                    last = inflight[-1] if inflight else None
+                    after = self.applied_lsn if last is None else last.last_lsn
                     batch = None
-                    if after < self._limit() and (inflight is None or inflight.stop is None):
-                        self._overlay = None if inflight is None else inflight.views
+                    if after < self._limit() and (last is None or last.stop is None):
+                        self._overlay = _overlay_of(inflight)
                         try:
                             batch = await self._prepare(after)
                         except Exception:
-                            # The batch in flight may well commit: finish it (applied_lsn,
-                            # waiters, actions) before stopping; its own write error wins.
-                            if inflight is not None:
-                                last, inflight = inflight, None
-                                await self._finish(last)
+                            # The batches in flight may well commit: finish them (applied_lsn,
+                            # waiters, actions) before stopping; a write error of theirs wins.
+                            while inflight:
+                                await self._finish(inflight.popleft())
                             raise
                         finally:
                             self._overlay = None
                         if batch is not None and batch.applied:
                             if (
-                                inflight is not None
-                                and inflight.commit is not None
-                                and not inflight.commit.done()
+                                last is not None
+                                and last.commit is not None
+                                and not last.commit.done()
                                 and self.store.commits_inline_when_idle(batch.writes)
                             ):
                                 # A small batch commits on the loop only while the writer is
-                                # idle: queued behind the one in flight, it would go to the
+                                # idle: queued behind the ones in flight, it would go to the
                                 # writer, and so would every small batch after it.
-                                await asyncio.wait([inflight.commit])
+                                await asyncio.wait([last.commit])
                             batch.commit = self.store.start_write(batch.writes)
-                    done = inflight
-                    inflight = batch if batch is not None and batch.applied else None
-                    if done is not None:
-                        await self._finish_batch(done)
+                            inflight.append(batch)
+                    # Nothing more to prepare: finish them all; else what exceeds the depth.
+                    if batch is None or not batch.applied:
+                        while inflight:
+                            await self._finish_batch(inflight.popleft())
+                    while len(inflight) > MAX_BATCHES_IN_FLIGHT or (
+                        len(inflight) > 1
+                        and sum(b.applied for b in inflight) > MAX_RECORDS_IN_FLIGHT
+                    ):
+                        await self._finish_batch(inflight.popleft())
                 if batch is None:
                     return
                 if not batch.applied:
@@ -300,11 +318,12 @@ class Runner:
                         raise batch.stop
                     return
         finally:
-            if inflight is not None and inflight.commit is not None:
-                # Queued behind a batch that failed or was cancelled: it is refused or commits;
-                # either way the store stays consistent, and this runner is stopping.
-                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
-                    await inflight.commit
+            for queued in inflight:
+                if queued.commit is not None:
+                    # Queued behind a batch that failed or was cancelled: it is refused or
+                    # commits; either way the store stays consistent, and this runner is stopping.
+                    with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+                        await queued.commit
 
     async def _finish_batch(self, batch: _Batch) -> None:
         """`_finish`, then stop at the record the batch could not apply, if any."""
@@ -485,3 +504,20 @@ class _Batch:
 
 async def drop_actions(actions: list[Action]) -> None:
     """A sink for followers and replay: actions are not executed."""
+
+
+def _committed(batch: _Batch) -> bool:
+    return batch.commit is not None and batch.commit.done()
+
+
+def _overlay_of(inflight: deque[_Batch]) -> dict[str, InvocationView | None] | None:
+    """The views the batches in flight leave behind (the newest wins): what the next batch must
+    see, since the cache learns them only when they commit."""
+    if not inflight:
+        return None
+    if len(inflight) == 1:
+        return inflight[0].views
+    merged: dict[str, InvocationView | None] = {}
+    for batch in inflight:
+        merged.update(batch.views)
+    return merged

@@ -240,6 +240,13 @@ class Store:
         """The writer process's pid (None: batches are written by a thread of this process)."""
         return None if self._process is None else self._process.pid
 
+    async def writer_settled(self) -> None:
+        """Return once the writer process has done everything it was sent, including the
+        checkpoint it runs after replying to a write (tests use this; the thread writer's
+        checkpoint is part of its write)."""
+        if self._process is not None:
+            await self._process.ping()
+
     @classmethod
     async def open(
         cls, path: str | Path, *, thread_name: str = "sqlite", writer_process: bool = False
@@ -331,13 +338,14 @@ class Store:
         """Plan the batch's transaction here and queue it on the writer (process or thread), or
         run it right here when it is small and the writer is idle; the future resolves after
         COMMIT with the transaction's duration in seconds (BEGIN to COMMIT, queueing excluded).
-        Now and then the writer also checkpoints right after a COMMIT
-        (see the module docstring: ~5-25 ms here), and the future resolves after that.
+        Now and then the writer also checkpoints right after a COMMIT (see the module docstring;
+        ~40 ms here, mostly its two fsyncs): the writer thread before this future resolves, the
+        writer process after (the batches queued behind wait for it).
 
         Batches are written in the order they are started. They must be started from one thread,
-        with at most one started batch not yet committed when the next is started (the runner's
-        pipeline): planning keeps the `KeyCache`, whose eviction is sized for that (see
-        `storage.write_plan`)."""
+        with at most `write_plan.MAX_BATCHES_IN_FLIGHT` started batches not yet committed when
+        the next is started (the runner's pipeline): planning keeps the `KeyCache`, whose
+        eviction is sized for that (see `storage.write_plan`)."""
         if self._write_failure is not None:
             refused: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             refused.set_exception(

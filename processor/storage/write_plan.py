@@ -56,14 +56,19 @@ _chain = chain.from_iterable
 _ZEROS = (0,) * (_CHUNK * 11)  # padding: up to a chunk of the widest row
 
 
+# How many planned batches may be started and not yet committed while the next one is planned
+# (the runner's pipeline; see `Runner.catch_up`). `KeyCache` is sized for it.
+MAX_BATCHES_IN_FLIGHT = 8
+
+
 class KeyCache:
     """A bounded map `invocation id -> (key, stored status)`, in least-recently-written order.
 
     Entries written by batches that have not committed yet must never be evicted (a miss for
     them would read the file, not find the row and insert it twice). Every plan moves the ids it
-    writes (and adds the ids it was told are absent) to the end, and `trim` keeps at least twice
-    the most ids a plan has added or moved: enough for the plan in flight and the next one, the
-    most the runner's pipeline ever has."""
+    writes (and adds the ids it was told are absent) to the end, and `trim` keeps at least
+    `MAX_BATCHES_IN_FLIGHT + 1` times the most ids a plan has added or moved: enough for the
+    plans in flight and the next one, the most the runner's pipeline ever has."""
 
     def __init__(self, capacity: int = 20_000) -> None:
         self.capacity = capacity
@@ -76,7 +81,8 @@ class KeyCache:
 
     def trim(self, batch_ids: int) -> None:
         """Forget the least recently written entries once over capacity."""
-        self.capacity = max(self.capacity, 4 * batch_ids)
+        # `capacity // 2` entries stay after a trim: the plans in flight and this one
+        self.capacity = max(self.capacity, 2 * (MAX_BATCHES_IN_FLIGHT + 1) * batch_ids)
         entries = self.entries
         if len(entries) > self.capacity:
             drop = len(entries) - self.capacity // 2

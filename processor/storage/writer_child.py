@@ -14,11 +14,16 @@ Protocol (each message: 4-byte little-endian length, then a pickle; replies in r
 - ("open", [setup statements], [rewind statements])    -> ("ok", None)
 - ("write", [(id, sql), ...] new texts, [(id, params, many), ...], pause_before_commit_s,
    wal_limit_bytes)                      -> ("ok", (seconds, checkpointed, wal_bytes))
-  One transaction: BEGIN IMMEDIATE, the statements, COMMIT; `seconds` is BEGIN to COMMIT. After
-  COMMIT, a WAL file bigger than `wal_limit_bytes` is checkpointed here (see `storage.store`), and
-  when that copied every frame the rewind statements run as a transaction of their own, so the WAL
-  starts over here and not in the next batch (see `storage.writer.REWIND_WAL`).
+  One transaction: BEGIN IMMEDIATE, the statements, COMMIT; `seconds` is BEGIN to COMMIT. When
+  the WAL file is bigger than `wal_limit_bytes` after COMMIT, it is checkpointed here right after
+  the reply is sent (see `storage.store`), and when that copied every frame the rewind statements
+  run as a transaction of their own, so the WAL starts over here and not in the next batch (see
+  `storage.writer.REWIND_WAL`). The checkpoint's two fsyncs take ~40 ms here: after the reply,
+  the parent keeps applying batches meanwhile. The next write's reply says that a checkpoint ran
+  (`checkpointed`) and the WAL's size after it; otherwise `wal_bytes` is the size after COMMIT.
   `pause_before_commit_s` is a test hook (a crash "between apply and commit").
+- ("ping",)                                            -> ("ok", None)
+  Answered after everything sent before it, checkpoints included (tests wait on it).
 - any failure                                          -> ("error", (type name, message))
   After a failed write every later write is refused: batches are queued ahead, and one behind a
   failed batch must not commit (the store would skip the failed batch's records).
@@ -92,6 +97,9 @@ class _Writer:
         self.sql: dict[int, str] = {}
         self.failure: str | None = None
         self.rewind: list[str] = []
+        self.checkpoint_due = False
+        # The WAL's size after a checkpoint not yet reported (the next write's reply says it).
+        self.checkpointed_wal: int | None = None
 
     def open(self, setup: list[str], rewind: list[str]) -> None:
         # Room for every multi-row statement variant a batch write uses (see `write_plan`).
@@ -138,9 +146,21 @@ class _Writer:
             raise
         seconds = time.perf_counter() - began
         wal = _wal_size(self.wal_path)
-        if wal <= wal_limit:
-            return seconds, False, wal
-        # The batch is committed: a checkpoint or a rewind that fails only delays the rewind.
+        self.checkpoint_due = wal > wal_limit
+        checkpointed, self.checkpointed_wal = self.checkpointed_wal, None
+        if checkpointed is not None:
+            return seconds, True, checkpointed
+        return seconds, False, wal
+
+    def checkpoint(self) -> None:
+        """The WAL passed its limit at the last COMMIT: checkpoint it and start it over. Runs
+        after that write's reply is sent (its batch is committed), so the parent applies and
+        sends the next batches meanwhile instead of waiting on the checkpoint's fsyncs."""
+        self.checkpoint_due = False
+        conn = self.conn
+        if conn is None:
+            return
+        # A checkpoint or a rewind that fails only delays the rewind.
         try:
             busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if busy == 0 and frames == copied:
@@ -150,7 +170,7 @@ class _Writer:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-        return seconds, True, _wal_size(self.wal_path)
+        self.checkpointed_wal = _wal_size(self.wal_path)
 
 
 def main(argv: list[str]) -> int:
@@ -173,6 +193,8 @@ def main(argv: list[str]) -> int:
                 reply = ("ok", None)
             elif message[0] == "write":
                 reply = ("ok", writer.write(*message[1:]))
+            elif message[0] == "ping":
+                reply = ("ok", None)
             else:
                 reply = ("error", ("ValueError", f"unknown request {message[0]!r}"))
         except Exception as exc:
@@ -181,6 +203,8 @@ def main(argv: list[str]) -> int:
             _send(replies, reply)
         except OSError:
             break  # the parent stopped listening
+        if writer.checkpoint_due:
+            writer.checkpoint()
     if writer.conn is not None:
         writer.conn.close()
     return 0

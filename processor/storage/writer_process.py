@@ -201,8 +201,10 @@ class WriterProcess:
     def write(
         self, statements: Sequence[Statement], pause_before_commit_s: float, wal_limit: int
     ) -> asyncio.Future[tuple[float, bool, int]]:
-        """Queue one batch transaction; resolves to (BEGIN-to-COMMIT seconds, whether the WAL was
-        over `wal_limit` and got checkpointed after COMMIT, the WAL's size in bytes then)."""
+        """Queue one batch transaction; resolves to (BEGIN-to-COMMIT seconds, whether the writer
+        checkpointed the WAL since its previous reply, the WAL's size in bytes after that
+        checkpoint, or else after this COMMIT). A COMMIT that leaves the WAL over `wal_limit` is
+        followed by a checkpoint, which the next write's reply reports."""
         ids = self._sql_ids
         texts: list[tuple[int, str]] = []
         refs: list[tuple[int, Sequence[Any], bool]] = []
@@ -213,6 +215,10 @@ class WriterProcess:
                 texts.append((sql_id, sql))
             refs.append((sql_id, params, many))
         return self.submit(("write", texts, refs, pause_before_commit_s, wal_limit))
+
+    async def ping(self) -> None:
+        """Return once the child has done everything sent before (checkpoints included)."""
+        await self.submit(("ping",))
 
     def _settle(self, reply: tuple[str, Any]) -> None:
         if not self._pending:

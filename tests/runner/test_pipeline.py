@@ -17,6 +17,7 @@ from processor.commands import AttemptCompleted, AttemptEntry, Invoke, Purge
 from processor.retry import RetryPolicy
 from processor.runner import Runner, RunnerError
 from processor.storage import Store
+from processor.storage.write_plan import MAX_BATCHES_IN_FLIGHT
 
 from .conftest import StoreFactory, stepping_clock
 
@@ -43,9 +44,9 @@ async def purge_then_reinvoke_log() -> MemoryLog:
     return log
 
 
-def hold_first_commit_until_second_batch_is_planned(store: Store) -> list[str]:
-    """Block batch 1's COMMIT (in the writer thread) until the runner has started batch 2's
-    write; if the runner does not overlap them, the hook gives up and fails the batch."""
+def hold_first_commit_until_batch_is_planned(store: Store, batch: int) -> list[str]:
+    """Block batch 1's COMMIT (in the writer thread) until the runner has started the write of
+    `batch`; if the runner does not overlap them, the hook gives up and fails the batch."""
     started = [0]
     second_planned = threading.Event()
     outcome: list[str] = []
@@ -54,7 +55,7 @@ def hold_first_commit_until_second_batch_is_planned(store: Store) -> list[str]:
     def start_write(writes: Any) -> Any:
         future = real_start(writes)
         started[0] += 1
-        if started[0] == 2:
+        if started[0] == batch:
             second_planned.set()
         return future
 
@@ -62,7 +63,9 @@ def hold_first_commit_until_second_batch_is_planned(store: Store) -> list[str]:
         if not outcome:
             outcome.append("overlapped" if second_planned.wait(10) else "not overlapped")
             if outcome[0] != "overlapped":
-                raise AssertionError("batch 2 was not planned while batch 1 was being written")
+                raise AssertionError(
+                    f"batch {batch} was not planned while batch 1 was being written"
+                )
 
     store.start_write = start_write  # type: ignore[method-assign]
     store.before_commit = before_commit
@@ -83,7 +86,7 @@ async def test_next_batch_is_applied_while_the_previous_one_commits_and_sees_its
     await Runner(log, reference, batch_size=1000).catch_up()
 
     store = await open_store("pipelined.db")
-    outcome = hold_first_commit_until_second_batch_is_planned(store)
+    outcome = hold_first_commit_until_batch_is_planned(store, 2)
     runner = Runner(log, store, batch_size=4)
     await runner.catch_up()
     assert outcome == ["overlapped"]
@@ -92,6 +95,28 @@ async def test_next_batch_is_applied_while_the_previous_one_commits_and_sees_its
     view = await store.get_view(X)
     assert view is not None and view.journal_length == 1
     assert [idx for idx, _, _ in await store.get_journal(X)] == [0]
+    await log.close()
+
+
+async def test_two_batches_are_written_while_the_third_is_applied_and_it_sees_both(
+    open_store: StoreFactory, through_writer_thread: None
+) -> None:
+    """Batch 1 completes X, batch 2 purges it, batch 3 invokes it again: applied while batches 1
+    and 2 are both still being written, batch 3 must see the purge (the newer batch wins)."""
+    assert MAX_BATCHES_IN_FLIGHT >= 2
+    log = await purge_then_reinvoke_log()
+    reference = await open_store("reference.db")
+    await Runner(log, reference, batch_size=1000).catch_up()
+
+    store = await open_store("pipelined.db")
+    outcome = hold_first_commit_until_batch_is_planned(store, 3)
+    runner = Runner(log, store, batch_size=2)
+    await runner.catch_up()
+    assert outcome == ["overlapped"]
+    assert runner.applied_lsn == 6
+    assert await store.digest() == await reference.digest()
+    view = await store.get_view(X)
+    assert view is not None and view.journal_length == 1
     await log.close()
 
 

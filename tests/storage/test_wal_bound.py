@@ -78,6 +78,7 @@ async def write_60_batches_back_to_back(store: Store, wal: Path) -> list[WalStat
     states: list[WalState] = []
     for n in range(60):
         await store.write_batch(batch(n + 1, *views(str(n), INLINE_WRITE_MAX_VIEWS * 2)))
+        await store.writer_settled()  # the writer process checkpoints after its reply
         states.append(wal_state(wal))
     assert (await store.partition()).applied_lsn == 60
     return states

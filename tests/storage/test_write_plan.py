@@ -13,7 +13,7 @@ from processor.state_machine.types import JournalAppend, Transition
 from processor.status import InvocationView, Status
 from processor.storage.batch import BatchWrites
 from processor.storage.schema import configure, migrate
-from processor.storage.write_plan import KeyCache, WritePlan, plan_batch
+from processor.storage.write_plan import MAX_BATCHES_IN_FLIGHT, KeyCache, WritePlan, plan_batch
 from processor.storage.writer import execute_plan, lookup_keys, max_key
 
 from .strategies import make_view
@@ -173,25 +173,26 @@ def test_the_key_cache_keeps_the_ids_of_batches_not_yet_committed(
     planner = Planner(conn)
     planner.keys.capacity = 8
     plans = []
-    for lsn in range(1, 6):  # five plans of 6 new invocations each, none executed yet
+    count_of_plans = 2 * (MAX_BATCHES_IN_FLIGHT + 1) + 2  # enough to need a trim
+    for lsn in range(1, count_of_plans + 1):  # plans of 6 new invocations each, none executed yet
         w = BatchWrites(applied_lsn=lsn)
         for n in range(6):
             created(w, inv_id(lsn * 100 + n))
         plans.append(planner.plan(w))
-        # the ids of this plan and the previous one stay known: never looked up again
-        assert all(inv_id(lsn * 100 + n) in planner.keys.entries for n in range(6))
-        if lsn > 1:
-            assert all(inv_id((lsn - 1) * 100 + n) in planner.keys.entries for n in range(6))
+        # the ids of this plan and of the ones in flight before it stay known: never looked up
+        # again
+        for earlier in range(max(1, lsn - MAX_BATCHES_IN_FLIGHT), lsn + 1):
+            assert all(inv_id(earlier * 100 + n) in planner.keys.entries for n in range(6))
     for plan in plans:
         execute_plan(conn, plan)
     keys = [r[0] for r in conn.execute("SELECT key FROM invocations ORDER BY key")]
-    assert keys == list(range(1, 31))
+    assert keys == list(range(1, 6 * count_of_plans + 1))
     # the first plan's ids were evicted: writing them again reads their keys from the file
     assert inv_id(100) not in planner.keys.entries
     w = BatchWrites(applied_lsn=6)
     w.add(inv_id(100), Transition(view(inv_id(100), Status.SUSPENDED, at=9), changed=True))
     planner.write(w)
-    assert count(conn, "invocations") == 30
+    assert count(conn, "invocations") == 6 * count_of_plans
     row = conn.execute("SELECT key, status FROM invocations WHERE id=?", (inv_id(100),))
     assert row.fetchall() == [(1, "suspended")]
 
