@@ -19,7 +19,8 @@ import uvloop
 from structlog.testing import capture_logs
 
 from processor.storage import Store, writer_process
-from processor.storage.store import INLINE_WRITE_MAX_VIEWS, StoreWriteFailed
+from processor.storage.store import INLINE_WRITE_MAX_VIEWS, StoreWriteFailed, _writer_pragmas
+from processor.storage.writer import REWIND_WAL
 from processor.storage.writer_process import WriterProcessFailed, _grow_pipe
 
 from .test_store import batch, created
@@ -211,3 +212,30 @@ async def test_a_writer_process_that_cannot_start_leaves_the_store_writing_in_a_
         assert (await store.partition()).applied_lsn == 1
     finally:
         store.close()
+
+
+async def test_the_writer_process_replies_before_it_checkpoints_and_reports_it_next_time(
+    tmp_path: Path,
+) -> None:
+    """A COMMIT that leaves the WAL over its limit is answered at once; the checkpoint (and the
+    WAL's rewind) runs after the reply, and the next write's reply says it ran."""
+    path = str(tmp_path / "state.db")
+    (await Store.open(path)).close()  # creates the schema
+    process = await writer_process.WriterProcess.start(path, _writer_pragmas(), REWIND_WAL)
+    try:
+        update = [("UPDATE partition SET applied_lsn=? WHERE id=0", [1], False)]
+        first = await process.write(update, 0.0, 0)  # any WAL is over a limit of 0 bytes
+        assert first[1] is False  # not checkpointed yet when it answered
+        await process.ping()  # the checkpoint ran after the reply
+        update = [("UPDATE partition SET applied_lsn=? WHERE id=0", [2], False)]
+        second = await process.write(update, 0.0, 1 << 30)
+        assert second[1] is True
+        third = await process.write(update, 0.0, 1 << 30)
+        assert third[1] is False  # reported once
+    finally:
+        process.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT applied_lsn, leader_epoch FROM partition").fetchone() == (2, 0)
+    finally:
+        conn.close()
