@@ -70,7 +70,7 @@ _ApplyContext = maker(ApplyContext)  # one per command: the fast constructor
 
 class _GcPaused:
     """Pauses the cyclic GC for one batch, from reading it to its commit (in `catch_up`: for one
-    turn of the pipeline, preparing batch N+1 and committing batch N).
+    turn of the pipeline, preparing the next batch while earlier ones commit).
 
     A batch allocates tens of thousands of objects (commands, transitions, views, rows, actions)
     that live until the batch is written and then die by reference counting. With the default

@@ -1,5 +1,5 @@
-"""The pipelined catch-up: batch N+1 is applied and planned while batch N is being written, sees
-batch N's views, and never commits when batch N failed."""
+"""The pipelined catch-up: the next batch is applied and planned while earlier ones are being
+written, sees their views (the newest wins), and never commits when one before it failed."""
 
 from __future__ import annotations
 
