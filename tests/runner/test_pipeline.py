@@ -78,24 +78,33 @@ def through_writer_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "INLINE_WRITE_MAX_VIEWS", 0)
 
 
-async def test_next_batch_is_applied_while_the_previous_one_commits_and_sees_its_purge(
-    open_store: StoreFactory, through_writer_thread: None
-) -> None:
+async def catch_up_with_batch_1_held_until_batch_is_planned(
+    open_store: StoreFactory, batch_size: int, held_until: int
+) -> Store:
+    """Apply `purge_then_reinvoke` in batches of `batch_size`, batch 1's COMMIT held until batch
+    `held_until` is planned; check it overlapped and matches a run in one batch."""
     log = await purge_then_reinvoke_log()
     reference = await open_store("reference.db")
     await Runner(log, reference, batch_size=1000).catch_up()
 
     store = await open_store("pipelined.db")
-    outcome = hold_first_commit_until_batch_is_planned(store, 2)
-    runner = Runner(log, store, batch_size=4)
+    outcome = hold_first_commit_until_batch_is_planned(store, held_until)
+    runner = Runner(log, store, batch_size=batch_size)
     await runner.catch_up()
+    await log.close()
     assert outcome == ["overlapped"]
     assert runner.applied_lsn == 6
     assert await store.digest() == await reference.digest()
     view = await store.get_view(X)
     assert view is not None and view.journal_length == 1
+    return store
+
+
+async def test_next_batch_is_applied_while_the_previous_one_commits_and_sees_its_purge(
+    open_store: StoreFactory, through_writer_thread: None
+) -> None:
+    store = await catch_up_with_batch_1_held_until_batch_is_planned(open_store, 4, 2)
     assert [idx for idx, _, _ in await store.get_journal(X)] == [0]
-    await log.close()
 
 
 async def test_two_batches_are_written_while_the_third_is_applied_and_it_sees_both(
@@ -104,20 +113,8 @@ async def test_two_batches_are_written_while_the_third_is_applied_and_it_sees_bo
     """Batch 1 completes X, batch 2 purges it, batch 3 invokes it again: applied while batches 1
     and 2 are both still being written, batch 3 must see the purge (the newer batch wins)."""
     assert MAX_BATCHES_IN_FLIGHT >= 2
-    log = await purge_then_reinvoke_log()
-    reference = await open_store("reference.db")
-    await Runner(log, reference, batch_size=1000).catch_up()
-
-    store = await open_store("pipelined.db")
-    outcome = hold_first_commit_until_batch_is_planned(store, 3)
-    runner = Runner(log, store, batch_size=2)
-    await runner.catch_up()
-    assert outcome == ["overlapped"]
-    assert runner.applied_lsn == 6
-    assert await store.digest() == await reference.digest()
-    view = await store.get_view(X)
-    assert view is not None and view.journal_length == 1
-    await log.close()
+    store = await catch_up_with_batch_1_held_until_batch_is_planned(open_store, 2, 3)
+    assert [idx for idx, _, _ in await store.get_journal(X)] == [0]
 
 
 async def test_a_failed_batch_write_keeps_the_batch_queued_behind_it_from_committing(
