@@ -23,18 +23,19 @@ rewinds it at the start of a write only when a checkpoint has copied every frame
 background checkpoint racing a busy writer never does: applying 1.2M records in catch-up batches
 grew a 1.7 GB WAL beside a 316 MB store, and 75k commands in batches of 8 (a busy live partition) a
 1 GB WAL beside 11 MB. So once the WAL file outgrows `WAL_SIZE_LIMIT`, the writer (process or
-thread) finishes the job itself right after its next COMMIT (the background checkpoints have copied
-most frames by then, and nothing writes meanwhile) and rewinds the WAL at once, in a transaction of
-its own that changes no state (`writer.REWIND_WAL`: the write that rewinds syncs the new WAL
-header, a cost no batch should carry); `journal_size_limit` gives the disk space back. The loop
-never checkpoints (a checkpoint may fsync), and a write that rewinds the WAL happens in the writer
-too: a batch small enough to commit on the loop goes to the writer instead while the WAL is over the
-limit, or when a background checkpoint has just copied every frame (that batch rewinds the WAL).
-Only a batch that starts in the instant between such a checkpoint's end and its report can still
-rewind on the loop. As SQLite requires, a
-reader holding a read transaction at that write also blocks the rewind: our readers' transactions
-are short, but a reader that never lets go (an outside tool keeping one open) keeps the WAL growing,
-and the writer logs `state_wal_not_rewinding` each time the WAL doubles past 4x the limit.
+thread) finishes the job itself right after its next COMMIT (the writer process after replying to
+that write, so the loop goes on applying meanwhile; the background checkpoints have copied most
+frames by then, and nothing writes meanwhile) and rewinds the WAL at once, in a transaction of its
+own that changes no state (`writer.REWIND_WAL`: the write that rewinds syncs the new WAL header, a
+cost no batch should carry); `journal_size_limit` gives the disk space back. The loop never
+checkpoints (a checkpoint may fsync), and a write that rewinds the WAL happens in the writer too: a
+batch small enough to commit on the loop goes to the writer instead while the WAL is over the limit,
+or when a background checkpoint has just copied every frame (that batch rewinds the WAL). Only a
+batch that starts in the instant between such a checkpoint's end and its report can still rewind on
+the loop. As SQLite requires, a reader holding a read transaction at that write also blocks the
+rewind: our readers' transactions are short, but a reader that never lets go (an outside tool
+keeping one open) keeps the WAL growing, and the writer logs `state_wal_not_rewinding` each time the
+WAL doubles past 4x the limit.
 """
 
 from __future__ import annotations
